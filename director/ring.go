@@ -88,14 +88,12 @@ func (r *Ring) Lookup(hash uint32) (ip string, ok bool) {
 	return r.points[i].ip, true
 }
 
-// UserHash is Dovecot's user hash (src/lib-mail/mail-user-hash.c): the
-// first four bytes (big-endian) of MD5 of the expanded
-// director_username_hash, with 0 changed to 1.
+// UserHash is Dovecot 2.3's user hash (src/lib-mail/mail-user-hash.c):
+// the first four bytes (big-endian) of MD5 of the expanded
+// director_username_hash. (Some Dovecot versions turn a hash of 0 into 1;
+// 2.3's release branch does not, and the ring's answer would only differ
+// if a point hashed to exactly 0 as well.)
 func UserHash(key string) uint32 {
 	sum := md5.Sum([]byte(key))
-	h := binary.BigEndian.Uint32(sum[:4])
-	if h == 0 {
-		h = 1
-	}
-	return h
+	return binary.BigEndian.Uint32(sum[:4])
 }
