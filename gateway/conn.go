@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// DefaultProxyTTL is the hop budget a connection starts with (Dovecot's
+// LOGIN_PROXY_TTL); every proxy hop forwards it decremented, so that a
+// proxy loop ends instead of multiplying connections.
+const DefaultProxyTTL = 5
+
+// ErrLineTooLong is returned by ReadLine for a line over the limit.
+var ErrLineTooLong = errors.New("line too long")
+
+// ClientConn is a client connection before and during login.
+type ClientConn struct {
+	conn net.Conn
+	R    *bufio.Reader
+	W    *bufio.Writer
+
+	// Peer is the TCP peer (after a PROXY header, once supported); Trusted
+	// is whether it lies in trusted_networks.
+	Peer    netip.AddrPort
+	Trusted bool
+	// Remote and Local are the client's and our address as forwarded to
+	// backends; a trusted peer may override them with IMAP ID
+	// x-originating-ip and friends.
+	Remote, Local netip.AddrPort
+	TLS           bool
+	Session       string
+	TTL           int // proxy hops left (x-proxy-ttl from a trusted peer)
+
+	Listener *Listener
+	Log      *slog.Logger
+	maxLine  int
+	deadline time.Time
+}
+
+func newClientConn(c net.Conn, l *Listener, log *slog.Logger, maxLine int, deadline time.Time) *ClientConn {
+	cc := &ClientConn{
+		conn:     c,
+		Listener: l,
+		Session:  NewSessionID(),
+		TTL:      DefaultProxyTTL,
+		maxLine:  maxLine,
+		deadline: deadline,
+	}
+	cc.Peer = addrPort(c.RemoteAddr())
+	cc.Remote = cc.Peer
+	cc.Local = addrPort(c.LocalAddr())
+	cc.Trusted = l.trusted(cc.Peer.Addr())
+	if _, ok := c.(*tls.Conn); ok {
+		cc.TLS = true
+	}
+	cc.R = bufio.NewReaderSize(c, maxLine)
+	cc.W = bufio.NewWriterSize(c, 4096)
+	cc.Log = log.With("session", cc.Session, "service", l.Protocol, "remote", cc.Remote.String())
+	c.SetDeadline(deadline)
+	return cc
+}
+
+// NewSessionID returns a random session id in Dovecot's style (base64 of
+// 9 random bytes).
+func NewSessionID() string {
+	var b [9]byte
+	rand.Read(b[:])
+	return base64.RawStdEncoding.EncodeToString(b[:])
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// Conn returns the current connection (a *tls.Conn after STARTTLS).
+func (c *ClientConn) Conn() net.Conn { return c.conn }
+
+// Secured reports whether plaintext credentials may cross this connection:
+// it is TLS, from a trusted network, or local (client and server on one
+// address), as Dovecot decides "secured".
+func (c *ClientConn) Secured() bool {
+	return c.TLS || c.Trusted || c.Peer.Addr() == c.Local.Addr()
+}
+
+// ReadLine reads one line, without its CRLF (or bare LF), of at most the
+// configured maximum length. The returned slice is valid until the next read.
+func (c *ClientConn) ReadLine() ([]byte, error) {
+	line, err := c.R.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return nil, ErrLineTooLong
+	}
+	if err != nil {
+		if err == io.EOF && len(line) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+// ReadFull reads exactly n bytes (an IMAP literal, for example).
+func (c *ClientConn) ReadFull(n int) ([]byte, error) {
+	buf := make([]byte, n)
+	_, err := io.ReadFull(c.R, buf)
+	return buf, err
+}
+
+// Printf writes a formatted line (CRLF added) and flushes it.
+func (c *ClientConn) Printf(format string, args ...any) error {
+	fmt.Fprintf(c.W, format, args...)
+	c.W.WriteString("\r\n")
+	return c.W.Flush()
+}
+
+// CanStartTLS reports whether STARTTLS is offered now.
+func (c *ClientConn) CanStartTLS() bool {
+	return !c.TLS && c.Listener.TLSMode == TLSStartTLS && c.Listener.TLSConfig != nil
+}
+
+// StartTLS upgrades the connection to TLS. The caller has already sent its
+// go-ahead. Bytes the client pipelined after the STARTTLS command would be
+// injected plaintext (the STARTTLS command-injection attack), so they are
+// refused.
+func (c *ClientConn) StartTLS() error {
+	if c.R.Buffered() > 0 {
+		return errors.New("STARTTLS: client sent data before the TLS handshake")
+	}
+	tc := tls.Server(c.conn, c.Listener.TLSConfig)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	c.conn = tc
+	c.TLS = true
+	c.R.Reset(tc)
+	c.W.Reset(tc)
+	return nil
+}
+
+// Close closes the connection.
+func (c *ClientConn) Close() error { return c.conn.Close() }
+
+// Lingering returns bytes the client already sent that the reader holds,
+// so that a relay can pass them on before copying the rest.
+func (c *ClientConn) lingering() []byte {
+	n := c.R.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := c.R.Peek(n)
+	return append([]byte(nil), b...)
+}
+
+// MaxLiteral bounds literals before login: a user name or password never
+// needs more than a line's worth.
+func (c *ClientConn) MaxLiteral() int { return c.maxLine }

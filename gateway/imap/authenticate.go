@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package imap
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+
+	"github.com/maildirector/maildirector/mechs"
+)
+
+// authenticate runs AUTHENTICATE mechanism [initial-response]
+// (RFC 9051 6.2.2, SASL-IR RFC 4959).
+func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error) {
+	if len(cmd.args) < 1 || len(cmd.args) > 2 || cmd.args[0].kind != argAtom {
+		return false, ss.bad(cmd.tag, "Error in IMAP command AUTHENTICATE: Invalid arguments.")
+	}
+	m, ok := mechs.Lookup(ss.srv.Mechs, cmd.args[0].s)
+	if !ok {
+		return false, ss.c.Printf("%s NO Unsupported authentication mechanism.", cmd.tag)
+	}
+	if m.Plaintext && !ss.plaintextAllowed() {
+		ss.c.Log.Info("plaintext authentication refused on an insecure connection", "method", m.Name)
+		return false, ss.c.Printf("%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", cmd.tag)
+	}
+	var resp []byte // nil: no initial response
+	if len(cmd.args) == 2 {
+		ir, ok := cmd.args[1].astring()
+		if !ok {
+			return false, ss.bad(cmd.tag, "Error in IMAP command AUTHENTICATE: Invalid arguments.")
+		}
+		if ir == "=" { // RFC 4959: "=" is an empty initial response
+			resp = []byte{}
+		} else {
+			var err error
+			if resp, err = base64.StdEncoding.DecodeString(ir); err != nil {
+				return false, ss.bad(cmd.tag, "Invalid base64 data in initial response.")
+			}
+		}
+	}
+	ex := m.Start()
+	for {
+		challenge, done, err := ex.Next(resp)
+		if errors.Is(err, mechs.ErrMalformed) {
+			return false, ss.bad(cmd.tag, "Invalid authentication data.")
+		}
+		if err != nil {
+			return false, err
+		}
+		if done {
+			break
+		}
+		if err := ss.c.Printf("+ %s", base64.StdEncoding.EncodeToString(challenge)); err != nil {
+			return false, err
+		}
+		line, err := ss.c.ReadLine()
+		if err != nil {
+			return false, err
+		}
+		if string(line) == "*" {
+			// RFC 9051 6.2.2: a cancelled exchange is rejected with BAD.
+			return false, ss.bad(cmd.tag, "Authentication aborted by client.")
+		}
+		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
+			return false, ss.bad(cmd.tag, "Invalid base64 data.")
+		}
+	}
+	return ss.proxyLogin(ctx, cmd.tag, m.Name, ex.Credentials())
+}

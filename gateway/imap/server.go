@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package imap
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/mechs"
+)
+
+// Server is the IMAP front end; it implements gateway.Handler.
+type Server struct {
+	Pipeline *gateway.Pipeline
+	Registry *gateway.Registry
+	Mechs    []mechs.Mechanism
+	// Greeting is the text after the greeting's capability code.
+	Greeting        string
+	MaxAuthFailures int
+	MaxBadCommands  int
+}
+
+// preLoginCaps are announced before login, as Dovecot's imap-login does;
+// the client gets the backend's own list with the tagged OK of its login.
+const preLoginCaps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+"
+
+// session is one client's pre-login state.
+type session struct {
+	srv          *Server
+	c            *gateway.ClientConn
+	authFailures int
+	badCommands  int
+}
+
+// Serve implements gateway.Handler.
+func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
+	ss := &session{srv: s, c: c}
+	greeting := s.Greeting
+	if greeting == "" {
+		greeting = "maildirector ready."
+	}
+	if c.Printf("* OK [CAPABILITY %s] %s", ss.capabilities(), greeting) != nil {
+		return
+	}
+	for {
+		done, err := ss.next(ctx)
+		if done {
+			return
+		}
+		if err != nil {
+			ss.disconnect(err)
+			return
+		}
+	}
+}
+
+// disconnect tells the client why it is being disconnected, when it can
+// still hear it, and logs it.
+func (ss *session) disconnect(err error) {
+	c := ss.c
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.Printf("* BYE Disconnected for inactivity.")
+		c.Log.Info("disconnected: login timeout")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		c.Log.Debug("disconnected before login")
+	case errors.Is(err, gateway.ErrLineTooLong):
+		c.Printf("* BYE Too long command line.")
+		c.Log.Info("disconnected: line too long")
+	case errors.Is(err, errGarbage):
+		c.Printf("* BYE Garbage received.")
+		c.Log.Info("disconnected: garbage received")
+	case errors.Is(err, errLiteralTooBig):
+		c.Printf("* BYE Literal too large.")
+		c.Log.Info("disconnected: literal too large")
+	case errors.Is(err, errTooManyBad):
+		c.Printf("* BYE Too many invalid IMAP commands.")
+		c.Log.Info("disconnected: too many invalid commands")
+	case errors.Is(err, errTooManyAuthFailures):
+		c.Printf("* BYE Too many authentication failures.")
+		c.Log.Info("disconnected: too many authentication failures")
+	default:
+		c.Log.Info("disconnected", "reason", err)
+	}
+}
+
+var (
+	errTooManyBad          = errors.New("too many invalid commands")
+	errTooManyAuthFailures = errors.New("too many authentication failures")
+)
+
+// plaintextAllowed reports whether LOGIN and plaintext SASL are allowed.
+func (ss *session) plaintextAllowed() bool {
+	return ss.c.Secured() || ss.c.Listener.AllowPlaintext
+}
+
+func (ss *session) capabilities() string {
+	var b strings.Builder
+	b.WriteString(preLoginCaps)
+	if ss.c.CanStartTLS() {
+		b.WriteString(" STARTTLS")
+	}
+	plain := ss.plaintextAllowed()
+	if !plain {
+		b.WriteString(" LOGINDISABLED")
+	}
+	for _, m := range ss.srv.Mechs {
+		if m.Plaintext && !plain {
+			continue
+		}
+		b.WriteString(" AUTH=")
+		b.WriteString(m.Name)
+	}
+	return b.String()
+}
+
+// next reads and runs one command. done means the session is over (logout
+// or relayed and finished); err means disconnect with a reason.
+func (ss *session) next(ctx context.Context) (done bool, err error) {
+	line, err := ss.c.ReadLine()
+	if err != nil {
+		return false, err
+	}
+	cmd, err := parseCommand(line, ss, ss.c.MaxLiteral())
+	if err != nil {
+		var se *syntaxError
+		if !errors.As(err, &se) {
+			return false, err
+		}
+		tag := "*"
+		if se.tagged {
+			tag = cmd.tag
+		}
+		return false, ss.bad(tag, se.msg)
+	}
+	switch cmd.name {
+	case "CAPABILITY":
+		ss.c.Printf("* CAPABILITY %s", ss.capabilities())
+		return false, ss.c.Printf("%s OK Pre-login capabilities listed, post-login capabilities have more.", cmd.tag)
+	case "NOOP":
+		return false, ss.c.Printf("%s OK NOOP completed.", cmd.tag)
+	case "LOGOUT":
+		ss.c.Printf("* BYE Logging out")
+		ss.c.Printf("%s OK Logout completed.", cmd.tag)
+		return true, nil
+	case "ID":
+		return false, ss.id(cmd)
+	case "STARTTLS":
+		return false, ss.starttls(cmd)
+	case "LOGIN":
+		return ss.login(ctx, cmd)
+	case "AUTHENTICATE":
+		return ss.authenticate(ctx, cmd)
+	}
+	return false, ss.bad(cmd.tag, "Error in IMAP command received by server.")
+}
+
+// bad answers BAD and counts it; too many end the connection.
+func (ss *session) bad(tag, msg string) error {
+	ss.badCommands++
+	if ss.badCommands >= ss.srv.MaxBadCommands {
+		return errTooManyBad
+	}
+	return ss.c.Printf("%s BAD %s", tag, msg)
+}
+
+// literal implements lineSource: a synchronizing literal gets its
+// continuation request first.
+func (ss *session) literal(n int, sync bool) ([]byte, error) {
+	if sync {
+		if err := ss.c.Printf("+ OK"); err != nil {
+			return nil, err
+		}
+	}
+	return ss.c.ReadFull(n)
+}
+
+func (ss *session) nextLine() ([]byte, error) { return ss.c.ReadLine() }

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/passdb"
+)
+
+// Refused is a definitive "no" to a login: the databases or the backend
+// answered, negatively. Everything else that stops a login is a failure,
+// classified with auth.KindOf.
+type Refused struct {
+	Status auth.Status
+	// Reason is a text the client may see (the passdb's reason field for
+	// nologin); "" means the protocol's fixed text.
+	Reason string
+}
+
+func (r *Refused) Error() string {
+	if r.Reason != "" {
+		return r.Status.String() + ": " + r.Reason
+	}
+	return r.Status.String()
+}
+
+// Outcome is how a failed login is shown to the client; each protocol
+// renders it in one place.
+type Outcome int
+
+const (
+	OutcomeAuthFailed Outcome = iota // wrong password, unknown user
+	OutcomeDisabled                  // nologin, with Reason when set
+	OutcomeTempFail                  // a database, the director or the backend could not answer
+	OutcomeInternal                  // our configuration or a bug
+)
+
+// OutcomeOf classifies err from Pipeline or a backend login.
+func OutcomeOf(err error) (Outcome, string) {
+	var r *Refused
+	if errors.As(err, &r) {
+		if r.Status == auth.StatusUserDisabled {
+			return OutcomeDisabled, r.Reason
+		}
+		return OutcomeAuthFailed, ""
+	}
+	if auth.KindOf(err) == auth.KindInternal {
+		return OutcomeInternal, ""
+	}
+	return OutcomeTempFail, ""
+}
+
+// Target is where and as whom an authenticated client is logged in.
+type Target struct {
+	User     string // user name on the backend (destuser, or the login user)
+	Master   string // master user for the backend login, "" for none
+	Password string // password for the backend login
+	Host     string // backend host as the passdb or director named it
+	DialHost string // address dialled (hostip when given, else Host)
+	Port     int
+	Timeout  time.Duration // connect + login budget
+	Route    string        // "pinned", "sticky" or "hashed"
+	// NotTrusted stops forwarding the client's address (proxy_not_trusted).
+	NotTrusted bool
+	Fields     auth.Fields
+
+	lease *director.Lease
+}
+
+// Addr returns host:port to dial.
+func (t *Target) Addr() string { return net.JoinHostPort(t.DialHost, strconv.Itoa(t.Port)) }
+
+// Release gives up the director assignment hold; call it once the session
+// (or the failed attempt) is over.
+func (t *Target) Release() {
+	if t.lease != nil {
+		t.lease.Release()
+	}
+}
+
+// Pipeline turns a login request into a logged-in backend connection's
+// target: passdb chain, nologin, then a pinned host or the director.
+type Pipeline struct {
+	Passdb   passdb.DB
+	Director *director.Director
+	// Ports are the default backend ports by service ("imap": 143).
+	Ports           map[string]int
+	Timeout         time.Duration // default backend connect+login budget
+	ConnectAttempts int
+	// Self lists the gateway's own listening addresses: a target among
+	// them is a proxy loop.
+	Self []netip.AddrPort
+	Log  *slog.Logger
+
+	dialer net.Dialer
+	health hostHealth
+}
+
+// Authenticate runs the passdb chain for req and decides the backend. On
+// success the caller owns the Target and must Release it.
+func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target, error) {
+	res, err := p.Passdb.Verify(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.Status != auth.StatusOK {
+		return nil, &Refused{Status: res.Status}
+	}
+	f := res.Fields
+	if f == nil {
+		f = auth.Fields{}
+	}
+	if f.Has("nologin") {
+		// Referrals (nologin with host) are not offered: clients rarely
+		// follow them, and a proxy's job is to take the user there.
+		return nil, &Refused{Status: auth.StatusUserDisabled, Reason: f.Get("reason")}
+	}
+	user := req.User
+	if res.User != "" {
+		user = res.User
+	}
+	t := &Target{User: user, Password: req.Password, Fields: f, NotTrusted: f.Has("proxy_not_trusted")}
+	if req.AuthzID != "" && req.AuthzID != req.User {
+		// The client logged in as a master user (SASL authzid): do the
+		// same on the backend, which checks the master password; the
+		// user served, and routed, is the authorization identity.
+		t.User, t.Master = req.AuthzID, user
+	}
+	if v := f.Get("destuser"); v != "" {
+		t.User = v
+	}
+	if v := f.Get("master"); v != "" {
+		t.Master = v
+	}
+	if v, ok := f["pass"]; ok {
+		t.Password = v
+	}
+	if t.Port, err = p.port(req.Service, f.Get("port")); err != nil {
+		return nil, err
+	}
+	if t.Timeout, err = p.timeout(f.Get("proxy_timeout")); err != nil {
+		return nil, err
+	}
+	if host := f.Get("host"); host != "" {
+		// Dovecot: a passdb that names the host bypasses the director.
+		t.Host, t.Route = host, "pinned"
+	} else {
+		lease, err := p.Director.Acquire(ctx, t.User, f.Get("director_tag"))
+		if err != nil {
+			return nil, err
+		}
+		t.Host, t.Route, t.lease = lease.Backend, string(lease.Reason), lease
+	}
+	t.DialHost = t.Host
+	if v := f.Get("hostip"); v != "" {
+		t.DialHost = v
+	}
+	if p.isSelf(t.DialHost, t.Port) {
+		t.Release()
+		return nil, auth.Internal("proxy", fmt.Errorf("proxying loops to itself: %s", t.Addr()))
+	}
+	return t, nil
+}
+
+func (p *Pipeline) port(service, field string) (int, error) {
+	if field == "" {
+		if n := p.Ports[service]; n > 0 {
+			return n, nil
+		}
+		return 0, auth.Internal("proxy", fmt.Errorf("no backend port for %s", service))
+	}
+	n, err := strconv.Atoi(field)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, auth.Internal("proxy", fmt.Errorf("passdb field port=%q is not a port", field))
+	}
+	return n, nil
+}
+
+// timeout reads a proxy_timeout field: seconds, or a Go duration.
+func (p *Pipeline) timeout(field string) (time.Duration, error) {
+	if field == "" {
+		return p.Timeout, nil
+	}
+	if n, err := strconv.Atoi(field); err == nil && n > 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	if d, err := time.ParseDuration(field); err == nil && d > 0 {
+		return d, nil
+	}
+	return 0, auth.Internal("proxy", fmt.Errorf("passdb field proxy_timeout=%q is not a duration", field))
+}
+
+func (p *Pipeline) isSelf(host string, port int) bool {
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, s := range p.Self {
+		if s.Port() != uint16(port) {
+			continue
+		}
+		if s.Addr() == a || (s.Addr().IsUnspecified() && (a.IsLoopback() || isLocalAddr(a))) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLocalAddr reports whether a is configured on this machine.
+func isLocalAddr(a netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
+}

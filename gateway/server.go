@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// TLSMode says how a listener offers TLS.
+type TLSMode int
+
+const (
+	TLSNone     TLSMode = iota // cleartext only
+	TLSStartTLS                // cleartext, upgraded by STARTTLS
+	TLSImplicit                // TLS from the first byte (imaps)
+)
+
+// Handler speaks one protocol to a client. Serve returns when the client's
+// session is over; the server closes the connection afterwards.
+type Handler interface {
+	Serve(ctx context.Context, c *ClientConn)
+}
+
+// Listener is one listening address and the policy for its clients.
+type Listener struct {
+	Protocol  string // "imap"
+	Address   string
+	TLSMode   TLSMode
+	TLSConfig *tls.Config
+	// Trusted networks may forward client addresses (IMAP ID) and count
+	// as secured (Dovecot's login_trusted_networks).
+	Trusted []netip.Prefix
+	// AllowPlaintext permits plaintext authentication on cleartext
+	// connections that are not otherwise secured.
+	AllowPlaintext bool
+	Handler        Handler
+
+	ln net.Listener
+}
+
+func (l *Listener) trusted(a netip.Addr) bool {
+	for _, p := range l.Trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Addr returns the bound address (useful with port 0), nil before Start.
+func (l *Listener) Addr() net.Addr {
+	if l.ln == nil {
+		return nil
+	}
+	return l.ln.Addr()
+}
+
+// Limits bound clients before login.
+type Limits struct {
+	LoginTimeout time.Duration // time allowed from connect to logged in
+	MaxLine      int           // longest command line
+}
+
+// Server accepts clients on its listeners and hands them to handlers.
+type Server struct {
+	Listeners []*Listener
+	Limits    Limits
+	Log       *slog.Logger
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+	closed bool
+}
+
+// Start binds every listener; on failure nothing stays bound.
+func (s *Server) Start() error {
+	s.conns = map[net.Conn]struct{}{}
+	for _, l := range s.Listeners {
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen %s %s: %w", l.Protocol, l.Address, err)
+		}
+		if l.TLSMode == TLSImplicit {
+			ln = tls.NewListener(ln, l.TLSConfig)
+		}
+		l.ln = ln
+		s.Log.Info("listening", "service", l.Protocol, "address", ln.Addr().String(), "tls", tlsModeName(l.TLSMode))
+	}
+	return nil
+}
+
+func tlsModeName(m TLSMode) string {
+	return [...]string{"none", "starttls", "implicit"}[m]
+}
+
+// Serve accepts connections until ctx is done or Close is called.
+func (s *Server) Serve(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, l := range s.Listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.accept(ctx, l)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Server) accept(ctx context.Context, l *Listener) {
+	var delay time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, keep going.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.Log.Warn("accept failed", "reason", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if !s.track(c) {
+			c.Close()
+			return
+		}
+		s.wg.Add(1)
+		go s.handle(ctx, l, c)
+	}
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.Close()
+	}()
+	cc := newClientConn(c, l, s.Log, s.Limits.MaxLine, time.Now().Add(s.Limits.LoginTimeout))
+	defer func() {
+		// A bug in one session must not take the gateway down.
+		if r := recover(); r != nil {
+			cc.Log.Error("panic in session", "reason", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	if tc, ok := c.(*tls.Conn); ok {
+		if err := tc.HandshakeContext(ctx); err != nil {
+			cc.Log.Info("TLS handshake failed", "reason", err)
+			return
+		}
+	}
+	l.Handler.Serve(ctx, cc)
+}
+
+// Close stops accepting, closes every client connection (relayed sessions
+// included) and waits for their handlers to return.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.closeListeners()
+	s.wg.Wait()
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.Listeners {
+		if l.ln != nil {
+			l.ln.Close()
+		}
+	}
+}

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package integration holds black-box tests: real Dovecot 2.3 backends and
+// the real maildirector binary, started as private child processes on
+// loopback addresses, driven by real clients.
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/integration/harness"
+)
+
+var (
+	buildOnce sync.Once
+	gwBin     string
+	buildErr  error
+	rootDir   string
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	// A short root: Dovecot's UNIX socket paths must stay under 108 bytes.
+	rootDir, err = os.MkdirTemp("/tmp", "mdit-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Chmod(rootDir, 0o755)
+	code := m.Run()
+	if code == 0 {
+		os.RemoveAll(rootDir)
+	} else {
+		fmt.Fprintf(os.Stderr, "integration: logs kept in %s\n", rootDir)
+	}
+	os.Exit(code)
+}
+
+// requireTools skips the test when a program is missing, and fails it
+// instead when CI is set: CI must never pass by skipping.
+func requireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is not installed, and CI is set: integration tests must run (install it, see .ci/run)", tool)
+			}
+			t.Skipf("%s is not installed; skipping integration test (set CI=1 to make this a failure)", tool)
+		}
+	}
+}
+
+// gatewayBinary builds maildirector once per test run.
+func gatewayBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		gwBin, buildErr = harness.BuildGateway(rootDir)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return gwBin
+}
+
+// testDir returns a fresh directory for one test under the run's root.
+func testDir(t testing.TB) string {
+	t.Helper()
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	dir := filepath.Join(rootDir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// env is a set of Dovecot backends sharing one mail root, and a gateway.
+type env struct {
+	dir      string
+	backends []*harness.Dovecot
+	port     int // IMAP port shared by all backends
+	users    map[string]string
+	gw       *harness.Gateway
+	gwAddr   string
+	hosts    []director.Host
+}
+
+// userName is the i-th test user.
+func userName(i int) string { return fmt.Sprintf("user%03d@example.com", i) }
+
+// password is a user's password on the backends.
+func password(user string) string { return "pw-" + user }
+
+// startBackends starts one Dovecot per IP, all on one port and one mail root.
+func startBackends(t testing.TB, ips []string, nUsers int) *env {
+	t.Helper()
+	requireTools(t, "dovecot", "doveadm")
+	e := &env{dir: testDir(t), users: map[string]string{}}
+	for i := 0; i < nUsers; i++ {
+		e.users[userName(i)] = password(userName(i))
+	}
+	port, err := harness.FreePort(ips...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.port = port
+	for _, ip := range ips {
+		d, err := harness.StartDovecot(harness.DovecotOptions{
+			IP: ip, IMAPPort: port,
+			Dir:      filepath.Join(e.dir, "b"+ip[strings.LastIndexByte(ip, '.')+1:]),
+			MailRoot: filepath.Join(e.dir, "mail"),
+			Users:    e.users,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Stop)
+		e.backends = append(e.backends, d)
+	}
+	hosts, err := director.ParseHosts(ips)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hosts = hosts
+	return e
+}
+
+// startGateway runs maildirector in front of e's backends. passdbArgs is
+// the static passdb's args; extra is appended to the YAML.
+func (e *env) startGateway(t testing.TB, passdbArgs, extra string) {
+	t.Helper()
+	bin := gatewayBinary(t)
+	gwPort, err := harness.FreePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.gwAddr = "127.0.0.1:" + strconv.Itoa(gwPort)
+	var backends []string
+	for _, b := range e.backends {
+		backends = append(backends, b.Opts.IP)
+	}
+	yaml := fmt.Sprintf(`listen:
+  - protocol: imap
+    address: %s
+passdb:
+  - driver: static
+    args: %s
+director:
+  backends: [%s]
+  user_expire: 15m
+backend:
+  ports: {imap: %d}
+  timeout: 10s
+trusted_networks: [127.0.0.0/8]
+log: {level: debug}
+%s`, e.gwAddr, passdbArgs, strings.Join(backends, ", "), e.port, extra)
+	gw, err := harness.StartGateway(bin, e.dir, yaml, e.gwAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.gw = gw
+	t.Cleanup(func() {
+		gw.Stop()
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", lastLines(gw.Log(), 40))
+		}
+	})
+}
+
+// ringBackend is the backend Dovecot 2.3's Director would choose for user
+// (the ring is checked against a real Director in package director).
+func (e *env) ringBackend(user string) string {
+	ip, _ := director.NewRing(e.hosts).Lookup(director.UserHash(strings.ToLower(user)))
+	return ip
+}
+
+func (e *env) backendByIP(ip string) *harness.Dovecot {
+	for _, b := range e.backends {
+		if b.Opts.IP == ip {
+			return b
+		}
+	}
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
