@@ -22,7 +22,7 @@ func clientIP(i int) string { return fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250
 func TestTwoHundredUsersStickToTheRing(t *testing.T) {
 	const nUsers, rounds, workers = 200, 3, 8
 	e := startBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, nUsers)
-	e.startGateway(t, "proxy=y nopassword=y", "")
+	e.startGateway(t, "proxy=y nopassword=y", "trusted_networks: [127.0.0.0/8]\n")
 
 	perBackend := map[string]int{}
 	for i := 0; i < nUsers; i++ {
@@ -115,7 +115,7 @@ func session(t *testing.T, e *env, i, round int) {
 func TestWhoShowsUsersOnTheirBackend(t *testing.T) {
 	const n = 30
 	e := startBackends(t, []string{"127.0.0.11", "127.0.0.12"}, n)
-	e.startGateway(t, "proxy=y nopassword=y", "")
+	e.startGateway(t, "proxy=y nopassword=y", "trusted_networks: [127.0.0.0/8]\n")
 	var clients []*client
 	for i := 0; i < n; i++ {
 		c := dial(t, e.gwAddr, clientIP(i))
