@@ -132,26 +132,32 @@ func startBackends(t testing.TB, ips []string, nUsers int) *env {
 	return e
 }
 
-// startGateway runs maildirector in front of e's backends. passdbArgs is
-// the static passdb's args; extra is appended to the YAML (clients from
-// other loopback addresses than the gateway's need "trusted_networks" or
+// startGateway runs maildirector in front of e's backends with one
+// cleartext IMAP listener on 127.0.0.1. passdbArgs is the static passdb's
+// args; extra is appended to the YAML (clients from other loopback
+// addresses than the gateway's need "trusted_networks" or
 // "allow_plaintext" there to log in without TLS).
 func (e *env) startGateway(t testing.TB, passdbArgs, extra string) {
 	t.Helper()
-	bin := gatewayBinary(t)
 	gwPort, err := harness.FreePort("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.gwAddr = "127.0.0.1:" + strconv.Itoa(gwPort)
+	e.startGatewayWith(t, fmt.Sprintf("  - {protocol: imap, address: %q}\n", e.gwAddr), passdbArgs, extra)
+}
+
+// startGatewayWith runs maildirector with the given listener list (YAML
+// items) and waits for e.gwAddr.
+func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string) {
+	t.Helper()
+	bin := gatewayBinary(t)
 	var backends []string
 	for _, b := range e.backends {
 		backends = append(backends, b.Opts.IP)
 	}
 	yaml := fmt.Sprintf(`listen:
-  - protocol: imap
-    address: %s
-passdb:
+%spassdb:
   - driver: static
     args: %s
 director:
@@ -161,7 +167,7 @@ backend:
   ports: {imap: %d}
   timeout: 10s
 log: {level: debug}
-%s`, e.gwAddr, passdbArgs, strings.Join(backends, ", "), e.port, extra)
+%s`, listeners, passdbArgs, strings.Join(backends, ", "), e.port, extra)
 	gw, err := harness.StartGateway(bin, e.dir, yaml, e.gwAddr)
 	if err != nil {
 		t.Fatal(err)
