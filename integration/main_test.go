@@ -166,7 +166,6 @@ director:
 backend:
   ports: {imap: %d}
   timeout: 10s
-log: {level: debug}
 %s`, listeners, passdbArgs, strings.Join(backends, ", "), e.port, extra)
 	gw, err := harness.StartGateway(bin, e.dir, yaml, e.gwAddr)
 	if err != nil {

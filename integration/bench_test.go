@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkLogin measures whole logins (connect, greeting, LOGIN, LOGOUT)
+// straight to a Dovecot backend and through the gateway to the same
+// backends, side by side, 8 clients in parallel, and reports the ratio.
+//
+//	go test ./integration -run '^$' -bench Login -benchtime 2000x
+func BenchmarkLogin(b *testing.B) {
+	e := startBackends(b, []string{"127.0.0.11", "127.0.0.12"}, 64)
+	e.startGateway(b, "proxy=y nopassword=y", trusted+"log: {level: warn}\n")
+	var perOp = map[string]time.Duration{}
+	for _, mode := range []string{"direct", "gateway"} {
+		b.Run(mode, func(b *testing.B) {
+			var next atomic.Int64
+			b.SetParallelism(4) // 4 x GOMAXPROCS(2) = 8 clients
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					u := userName(int(next.Add(1)) % 64)
+					addr := e.gwAddr
+					if mode == "direct" {
+						addr = e.backendByIP(e.ringBackend(u)).IMAPAddr()
+					}
+					c := dial(b, addr, "")
+					if st := c.login(u, password(u)); !strings.HasPrefix(st, "OK") {
+						b.Errorf("login: %s", st)
+					}
+					c.ok("LOGOUT")
+					c.close()
+				}
+			})
+			perOp[mode] = time.Since(start) / time.Duration(b.N)
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "logins/s")
+		})
+	}
+	if perOp["direct"] > 0 && perOp["gateway"] > 0 {
+		b.Logf("logins/s through the gateway ÷ straight to the backend = %.2f", float64(perOp["direct"])/float64(perOp["gateway"]))
+	}
+}
+
+// BenchmarkIdleSessionMemory opens b.N idle relayed sessions through the
+// gateway and reports the gateway's resident memory per session (from
+// /proc, so it counts goroutine stacks, buffers and kernel-side nothing).
+//
+//	go test ./integration -run '^$' -bench IdleSessionMemory -benchtime 500x
+func BenchmarkIdleSessionMemory(b *testing.B) {
+	e := startBackends(b, []string{"127.0.0.11", "127.0.0.12"}, 64)
+	e.startGateway(b, "proxy=y nopassword=y", trusted+"log: {level: warn}\n")
+	// Warm up: one session so that one-time allocations are not counted.
+	w := dial(b, e.gwAddr, "")
+	w.login(userName(0), password(userName(0)))
+	w.ok("LOGOUT")
+	w.close()
+	time.Sleep(200 * time.Millisecond)
+	before, fdsBefore := rssKiB(b, e.gw.Pid()), fdCount(b, e.gw.Pid())
+	clients := make([]*client, b.N)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := 0; i < b.N; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			u := userName(i % 64)
+			c := dial(b, e.gwAddr, clientIP(i))
+			if st := c.login(u, password(u)); !strings.HasPrefix(st, "OK") {
+				b.Errorf("login: %s", st)
+			}
+			c.ok("SELECT INBOX")
+			clients[i] = c
+		}(i)
+	}
+	wg.Wait()
+	time.Sleep(time.Second) // let the GC settle
+	after, fdsAfter := rssKiB(b, e.gw.Pid()), fdCount(b, e.gw.Pid())
+	b.ReportMetric(float64(after-before)/float64(b.N), "KiB-RSS/session")
+	b.ReportMetric(float64(fdsAfter-fdsBefore)/float64(b.N), "fds/session")
+	b.Logf("gateway RSS %d KiB idle, %d KiB with %d relayed sessions", before, after, b.N)
+	for _, c := range clients {
+		if c != nil {
+			c.close()
+		}
+	}
+}
+
+// fdCount counts pid's open file descriptors (sockets, and the pipes that
+// splice holds while a plain-TCP relay waits).
+func fdCount(b *testing.B, pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(ents)
+}
+
+// rssKiB reads VmRSS of pid.
+func rssKiB(b *testing.B, pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.Fields(rest)[0])
+			return n
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
