@@ -20,7 +20,8 @@ import (
 )
 
 var (
-	buildOnce sync.Once
+	raceEnabled bool // set by race_test.go
+	buildOnce   sync.Once
 	gwBin     string
 	buildErr  error
 	rootDir   string
@@ -62,7 +63,11 @@ func requireTools(t testing.TB, tools ...string) {
 func gatewayBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		gwBin, buildErr = harness.BuildGateway(rootDir)
+		var flags []string
+		if raceEnabled {
+			flags = append(flags, "-race")
+		}
+		gwBin, buildErr = harness.BuildGateway(rootDir, flags...)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -174,6 +179,12 @@ backend:
 	e.gw = gw
 	t.Cleanup(func() {
 		gw.Stop()
+		// The binary's own complaints fail the test that provoked them.
+		for _, bad := range []string{"WARNING: DATA RACE", "panic"} {
+			if strings.Contains(gw.Log(), bad) {
+				t.Errorf("the gateway log contains %q", bad)
+			}
+		}
 		if t.Failed() {
 			t.Logf("gateway log:\n%s", lastLines(gw.Log(), 40))
 		}

@@ -13,15 +13,17 @@ import (
 )
 
 // BuildGateway builds the maildirector binary into dir and returns its
-// path. The tests run the real binary, configuration file and all.
-func BuildGateway(dir string) (string, error) {
+// path; flags go to `go build` (-race, for example). The tests run the
+// real binary, configuration file and all.
+func BuildGateway(dir string, flags ...string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
 	bin := filepath.Join(dir, "maildirector")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/maildirector")
+	args := append(append([]string{"build"}, flags...), "-o", bin, "./cmd/maildirector")
+	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)

@@ -1,0 +1,590 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package imap
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/director/store/memory"
+	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/mechs"
+	"github.com/maildirector/maildirector/passdb/static"
+)
+
+// The tests are transcripts over real loopback sockets: a gateway.Server
+// with one listener whose handler is an imap.Server, a scripted fake IMAP
+// backend, and a line-oriented client.
+
+const (
+	fakeGreeting = "* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN] fake ready"
+	fakeOK       = "OK [CAPABILITY IMAP4rev1 IDLE NAMESPACE] Logged in"
+	preCaps      = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+"
+	// greetingLocal is what a secured cleartext client sees.
+	greetingLocal = "* OK [CAPABILITY " + preCaps + " AUTH=PLAIN AUTH=LOGIN] maildirector ready."
+	// greetingInsecure is what a client from 127.0.0.2 sees without
+	// trusted networks or allow_plaintext.
+	greetingInsecure = "* OK [CAPABILITY " + preCaps + " LOGINDISABLED] maildirector ready."
+	authFailed       = "NO [AUTHENTICATIONFAILED] Authentication failed."
+	unavailable      = "NO [UNAVAILABLE] Temporary authentication failure."
+	serverBug        = "NO [SERVERBUG] Internal error occurred. Refer to server log for more information."
+	privacyRequired  = "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+// setup is what a test may change before the gateway starts.
+type setup struct {
+	listener *gateway.Listener
+	server   *Server
+	pipeline *gateway.Pipeline
+	limits   gateway.Limits
+	backend  *fakeBackend
+	log      *slog.Logger // the gateway.Server's
+}
+
+type env struct {
+	setup
+	t    testing.TB
+	addr string // the gateway's address
+}
+
+// start runs a gateway in front of a fake backend; opts adjust the setup.
+func start(t testing.TB, opts ...func(*setup)) *env {
+	t.Helper()
+	be := newFakeBackend(t)
+	hosts, err := director.ParseHosts([]string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := director.New(director.Config{Hosts: hosts, Store: memory.New(), Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := setup{
+		backend: be,
+		pipeline: &gateway.Pipeline{
+			Passdb:          staticDB(t, "proxy=y nopassword=y"),
+			Director:        dir,
+			Ports:           map[string]int{"imap": be.port()},
+			Timeout:         5 * time.Second,
+			ConnectAttempts: 1,
+			Log:             discard,
+		},
+		limits: gateway.Limits{LoginTimeout: 10 * time.Second, MaxLine: 8192},
+		log:    discard,
+	}
+	s.server = &Server{
+		Pipeline:        s.pipeline,
+		Registry:        &gateway.Registry{},
+		Mechs:           []mechs.Mechanism{mechs.Plain, mechs.Login},
+		MaxAuthFailures: 3,
+		MaxBadCommands:  3,
+	}
+	s.listener = &gateway.Listener{Protocol: "imap", Address: "127.0.0.1:0", Handler: s.server}
+	for _, o := range opts {
+		o(&s)
+	}
+	be.run()
+	srv := &gateway.Server{Listeners: []*gateway.Listener{s.listener}, Limits: s.limits, Log: s.log}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { srv.Serve(ctx); close(served) }()
+	t.Cleanup(func() { cancel(); srv.Close(); <-served })
+	return &env{setup: s, t: t, addr: s.listener.Addr().String()}
+}
+
+func staticDB(t testing.TB, args string) *static.DB {
+	t.Helper()
+	db, err := static.New(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// withArgs replaces the passdb by a static one with args.
+func withArgs(args string) func(*setup) {
+	return func(s *setup) { s.pipeline.Passdb = staticDB(s.backend.t, args) }
+}
+
+// passdbFunc is a passdb.DB made of a function.
+type passdbFunc func(context.Context, *auth.Request) (auth.Result, error)
+
+func (f passdbFunc) Verify(ctx context.Context, req *auth.Request) (auth.Result, error) {
+	return f(ctx, req)
+}
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+// client is one transcript's client side.
+type client struct {
+	t    testing.TB
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// dial connects from the loopback address from ("" for the default) and
+// returns the client before the greeting.
+func (e *env) dial(from string) *client {
+	e.t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	conn, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		e.t.Fatalf("dial %s from %q: %v", e.addr, from, err)
+	}
+	return e.wrap(conn)
+}
+
+func (e *env) wrap(conn net.Conn) *client {
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	e.t.Cleanup(func() { conn.Close() })
+	return &client{t: e.t, conn: conn, r: bufio.NewReader(conn)}
+}
+
+// connect dials from the default address and expects the local greeting.
+func (e *env) connect() *client {
+	e.t.Helper()
+	c := e.dial("")
+	c.expect(greetingLocal)
+	return c
+}
+
+// write sends raw bytes.
+func (c *client) write(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		c.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+// line reads one line without its CRLF.
+func (c *client) line() string {
+	c.t.Helper()
+	s, err := c.r.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read: %v (partial %q)", err, s)
+	}
+	if !strings.HasSuffix(s, "\r\n") {
+		c.t.Fatalf("line %q does not end in CRLF", s)
+	}
+	return strings.TrimSuffix(s, "\r\n")
+}
+
+// expect reads lines and compares them with want, in order. A want ending
+// in "..." matches a prefix.
+func (c *client) expect(want ...string) {
+	c.t.Helper()
+	for _, w := range want {
+		got := c.line()
+		if p, ok := strings.CutSuffix(w, "..."); ok {
+			if !strings.HasPrefix(got, p) {
+				c.t.Fatalf("got  %q\nwant %q", got, w)
+			}
+		} else if got != w {
+			c.t.Fatalf("got  %q\nwant %q", got, w)
+		}
+	}
+}
+
+// do sends one line and expects the replies.
+func (c *client) do(line string, want ...string) {
+	c.t.Helper()
+	c.write(line + "\r\n")
+	c.expect(want...)
+}
+
+// expectClosed asserts that the gateway closes the connection without
+// sending anything more.
+func (c *client) expectClosed() {
+	c.t.Helper()
+	rest, err := io.ReadAll(c.r)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset by peer") {
+		c.t.Fatalf("waiting for close: %v (got %q)", err, rest)
+	}
+	if len(rest) > 0 {
+		c.t.Fatalf("got %q before the close, want nothing", rest)
+	}
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// fakeBackend is a scripted IMAP backend. It records every command the
+// gateway sends (a command with literals as one string, literal bytes
+// inline), answers ID, LOGIN and AUTHENTICATE PLAIN, and once logged in
+// answers every command "<tag> OK fake <NAME>".
+type fakeBackend struct {
+	t  testing.TB
+	ln net.Listener
+
+	// Set before start returns, read by the connections.
+	greeting string // first line sent
+	caps     string // reply to CAPABILITY
+	// answer is the tagged reply (without tag) to a login; "" hangs up.
+	// The default accepts every password but "wrong".
+	answer func(user, pass, authzid string) string
+	// afterLogin is sent in the same write as the login's OK.
+	afterLogin string
+
+	mu    sync.Mutex
+	cmds  []string
+	conns int
+}
+
+func newFakeBackend(t testing.TB) *fakeBackend {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBackend{t: t, ln: ln, greeting: fakeGreeting, caps: "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN"}
+	b.answer = func(user, pass, authzid string) string {
+		if pass == "wrong" {
+			return authFailed
+		}
+		return fakeOK
+	}
+	t.Cleanup(func() { ln.Close() })
+	return b
+}
+
+func (b *fakeBackend) port() int { return b.ln.Addr().(*net.TCPAddr).Port }
+
+func (b *fakeBackend) run() {
+	go func() {
+		for {
+			c, err := b.ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.conns++
+			b.mu.Unlock()
+			b.t.Cleanup(func() { c.Close() })
+			go b.serve(c)
+		}
+	}()
+}
+
+// received returns the commands recorded so far.
+func (b *fakeBackend) received() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.cmds...)
+}
+
+func (b *fakeBackend) connections() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.conns
+}
+
+func (b *fakeBackend) record(s string) {
+	b.mu.Lock()
+	b.cmds = append(b.cmds, s)
+	b.mu.Unlock()
+}
+
+// fakeSource feeds parseCommand from the backend's connection, keeping the
+// raw command.
+type fakeSource struct {
+	r   *bufio.Reader
+	w   io.Writer
+	raw strings.Builder
+}
+
+func (s *fakeSource) literal(n int, sync bool) ([]byte, error) {
+	if sync {
+		io.WriteString(s.w, "+ go ahead\r\n")
+	}
+	buf := make([]byte, n)
+	_, err := io.ReadFull(s.r, buf)
+	s.raw.WriteString("\r\n")
+	s.raw.Write(buf)
+	return buf, err
+}
+
+func (s *fakeSource) nextLine() ([]byte, error) {
+	l, err := s.r.ReadString('\n')
+	l = strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r")
+	s.raw.WriteString(l)
+	return []byte(l), err
+}
+
+func (b *fakeBackend) serve(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	src := &fakeSource{r: r, w: c}
+	reply := func(lines ...string) {
+		io.WriteString(c, strings.Join(lines, "\r\n")+"\r\n")
+	}
+	reply(b.greeting)
+	loggedIn := false
+	for {
+		src.raw.Reset()
+		first, err := src.nextLine()
+		if err != nil {
+			return
+		}
+		cmd, err := parseCommand(first, src, 1<<20)
+		b.record(src.raw.String())
+		if err != nil {
+			if cmd == nil {
+				return
+			}
+			reply(cmd.tag + " BAD fake: " + err.Error())
+			continue
+		}
+		if loggedIn {
+			if cmd.name == "LOGOUT" {
+				reply("* BYE fake", cmd.tag+" OK fake LOGOUT")
+				return
+			}
+			reply(cmd.tag + " OK fake " + cmd.name)
+			continue
+		}
+		var user, pass, authz string
+		switch cmd.name {
+		case "CAPABILITY":
+			reply("* CAPABILITY "+b.caps, cmd.tag+" OK done")
+			continue
+		case "ID":
+			reply("* ID NIL", cmd.tag+" OK ID completed.")
+			continue
+		case "LOGIN":
+			user, _ = cmd.args[0].astring()
+			pass, _ = cmd.args[1].astring()
+		case "AUTHENTICATE":
+			var ir string
+			if len(cmd.args) == 2 {
+				ir = cmd.args[1].s
+			} else {
+				reply("+ ")
+				l, err := src.nextLine()
+				if err != nil {
+					return
+				}
+				b.record(string(l))
+				ir = string(l)
+			}
+			dec, _ := base64.StdEncoding.DecodeString(ir)
+			parts := strings.Split(string(dec), "\x00")
+			if len(parts) != 3 {
+				reply(cmd.tag + " BAD fake: broken PLAIN")
+				continue
+			}
+			authz, user, pass = parts[0], parts[1], parts[2]
+		default:
+			reply(cmd.tag + " BAD fake: not logged in")
+			continue
+		}
+		ans := b.answer(user, pass, authz)
+		if ans == "" {
+			return
+		}
+		if strings.HasPrefix(ans, "OK") {
+			loggedIn = true
+			io.WriteString(c, cmd.tag+" "+ans+"\r\n"+b.afterLogin)
+			continue
+		}
+		reply(cmd.tag + " " + ans)
+	}
+}
+
+// idLine matches the ID the gateway forwards for a client at ip:port
+// connected to the gateway at gw.
+func idLine(ip string, port int, gw string, ttl int) *regexp.Regexp {
+	gh, gp, _ := net.SplitHostPort(gw)
+	return regexp.MustCompile(`^I ID \("x-session-id" "[A-Za-z0-9+/]{12}" ` +
+		`"x-originating-ip" "` + regexp.QuoteMeta(ip) + `" "x-originating-port" "` + strconv.Itoa(port) + `" ` +
+		`"x-connected-ip" "` + regexp.QuoteMeta(gh) + `" "x-connected-port" "` + gp + `" ` +
+		`"x-proxy-ttl" "` + strconv.Itoa(ttl) + `"\)$`)
+}
+
+func prefixes(t testing.TB, ss ...string) []netip.Prefix {
+	t.Helper()
+	var out []netip.Prefix
+	for _, s := range ss {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func localPort(c *client) int { return c.conn.LocalAddr().(*net.TCPAddr).Port }
+
+// expectReceived asserts the backend's commands, exactly and in order; a
+// want starting with "~" is a regular expression.
+func (b *fakeBackend) expectReceived(t testing.TB, want ...string) {
+	t.Helper()
+	got := b.received()
+	if len(got) != len(want) {
+		t.Fatalf("backend received %d commands %q, want %d %q", len(got), got, len(want), want)
+	}
+	for i, w := range want {
+		if re, ok := strings.CutPrefix(w, "~"); ok {
+			if !regexp.MustCompile(re).MatchString(got[i]) {
+				t.Fatalf("backend command %d: got %q, want match %q", i, got[i], re)
+			}
+		} else if got[i] != w {
+			t.Fatalf("backend command %d: got %q, want %q", i, got[i], w)
+		}
+	}
+}
+
+func TestGreetingCapabilityNoopLogout(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	c := e.connect()
+	c.do("a1 CAPABILITY",
+		"* CAPABILITY "+preCaps+" AUTH=PLAIN AUTH=LOGIN",
+		"a1 OK Pre-login capabilities listed, post-login capabilities have more.")
+	c.do("a2 noop", "a2 OK NOOP completed.")
+	c.do("a3 LOGOUT", "* BYE Logging out", "a3 OK Logout completed.")
+	c.expectClosed()
+	if n := e.backend.connections(); n != 0 {
+		t.Fatalf("backend got %d connections, want 0", n)
+	}
+}
+
+func TestGreetingText(t *testing.T) {
+	t.Parallel()
+	e := start(t, func(s *setup) { s.server.Greeting = "Hello there." })
+	c := e.dial("")
+	c.expect("* OK [CAPABILITY " + preCaps + " AUTH=PLAIN AUTH=LOGIN] Hello there.")
+}
+
+// TestPlaintextPolicy: a client from 127.0.0.2 talking to 127.0.0.1 is
+// neither TLS, nor trusted, nor local.
+func TestPlaintextPolicy(t *testing.T) {
+	t.Parallel()
+	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
+		e := start(t)
+		c := e.dial("127.0.0.2")
+		c.expect(greetingInsecure)
+		c.do("a1 CAPABILITY", "* CAPABILITY "+preCaps+" LOGINDISABLED", "a1 OK ...")
+		c.do("a2 LOGIN bob secret", "a2 "+privacyRequired)
+		c.do("a3 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a3 "+privacyRequired)
+		c.do("a4 AUTHENTICATE LOGIN", "a4 "+privacyRequired)
+		// Refusals are not failed logins: no BYE after three.
+		c.do("a5 LOGIN bob secret", "a5 "+privacyRequired)
+		c.do("a6 NOOP", "a6 OK NOOP completed.")
+		if n := e.backend.connections(); n != 0 {
+			t.Fatalf("backend got %d connections, want 0", n)
+		}
+	})
+	for name, opt := range map[string]func(*setup){
+		"allow_plaintext": func(s *setup) { s.listener.AllowPlaintext = true },
+		"trusted":         func(s *setup) { s.listener.Trusted = prefixes(t, "127.0.0.2/32") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := start(t, opt)
+			c := e.dial("127.0.0.2")
+			c.expect(greetingLocal)
+			c.do("a1 LOGIN bob secret", "a1 "+fakeOK)
+			c.do("a2 NOOP", "a2 OK fake NOOP")
+			c2 := e.dial("127.0.0.2")
+			c2.expect(greetingLocal)
+			c2.do("b1 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "b1 "+fakeOK)
+		})
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	c := e.connect()
+	c.do("a1 SELECT INBOX", "a1 BAD Error in IMAP command received by server.")
+	c.do("a2 NOOP", "a2 OK NOOP completed.")
+}
+
+func TestBadSyntax(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ line, want string }{
+		{"", "* BAD Error in IMAP command received by server."},
+		{" NOOP", "* BAD Error in IMAP command received by server."},
+		{"a+ NOOP", "* BAD Error in IMAP command received by server."},
+		{"a1", "a1 BAD Error in IMAP command received by server."},
+		{"a1 (NOOP)", "a1 BAD Error in IMAP command received by server."},
+		{"a1 LOGIN", "a1 BAD Error in IMAP command LOGIN: Invalid arguments."},
+		{"a1 LOGIN bob", "a1 BAD Error in IMAP command LOGIN: Invalid arguments."},
+		{"a1 LOGIN bob secret x", "a1 BAD Error in IMAP command LOGIN: Invalid arguments."},
+		{"a1 LOGIN (bob) secret", "a1 BAD Error in IMAP command LOGIN: Invalid arguments."},
+		{"a1 LOGIN NIL secret", "a1 BAD Error in IMAP command LOGIN: Invalid arguments."},
+		{"a1 LOGIN bob  secret", "a1 BAD Error in IMAP command: Invalid characters in atom."},
+		{"a1 LOGIN bob secret ", "a1 BAD Error in IMAP command: Missing argument."},
+		{`a1 LOGIN "bob secret`, `a1 BAD Error in IMAP command: Missing '"'.`},
+		{`a1 LOGIN "b\ob" secret`, "a1 BAD Error in IMAP command: Invalid escape in quoted string."},
+		{`a1 LOGIN "bob"secret`, "a1 BAD Error in IMAP command: Missing space."},
+		{"a1 LOGIN {3}x", "a1 BAD Error in IMAP command: Broken literal."},
+		{"a1 LOGIN {x}", "a1 BAD Error in IMAP command: Broken literal size."},
+		{"a1 LOGIN {-1}", "a1 BAD Error in IMAP command: Broken literal size."},
+		{"a1 ID ((((()))))", "a1 BAD Error in IMAP command: Too deep lists."},
+		{"a1 ID (", "a1 BAD Error in IMAP command: Missing ')'."},
+		{"a1 ID", "a1 BAD Error in IMAP command ID: Invalid arguments."},
+		{"a1 ID foo", "a1 BAD Error in IMAP command ID: Invalid arguments."},
+		{`a1 ID ("name")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
+		{`a1 ID (("a") "b")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
+		{`a1 ID ("a" ("b"))`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
+		{`a1 ID ("` + strings.Repeat("k", 31) + `" "v")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
+		{`a1 ID ("k" "` + strings.Repeat("v", 1025) + `")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
+		{"a1 ID (" + strings.Repeat(`"k" "v" `, 30) + `"k" "v")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
+		{"a1 STARTTLS now", "a1 BAD Error in IMAP command STARTTLS: Unexpected arguments."},
+		{"a1 STARTTLS", "a1 BAD TLS support isn't enabled."},
+		{"a1 AUTHENTICATE", "a1 BAD Error in IMAP command AUTHENTICATE: Invalid arguments."},
+		{`a1 AUTHENTICATE "PLAIN"`, "a1 BAD Error in IMAP command AUTHENTICATE: Invalid arguments."},
+		{"a1 AUTHENTICATE PLAIN a b", "a1 BAD Error in IMAP command AUTHENTICATE: Invalid arguments."},
+		{"a1 AUTHENTICATE PLAIN (x)", "a1 BAD Error in IMAP command AUTHENTICATE: Invalid arguments."},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			t.Parallel()
+			e := start(t)
+			c := e.connect()
+			c.do(tc.line, tc.want)
+			c.do("z NOOP", "z OK NOOP completed.")
+		})
+	}
+}
+
+func TestIDResponse(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	c := e.connect()
+	c.do("a1 ID NIL", `* ID ("name" "maildirector")`, "a1 OK ID completed.")
+	c.do(`a2 ID ("name" "client" "version" NIL)`, `* ID ("name" "maildirector")`, "a2 OK ID completed.")
+	c.do(`a3 id ("x-originating-ip" "192.0.2.9")`, `* ID ("name" "maildirector")`, "a3 OK ID completed.")
+}

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package imap
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/maildirector/maildirector/gateway"
+)
+
+// testTLS returns a server configuration with a fresh self-signed
+// certificate for 127.0.0.1 and a client configuration that trusts it.
+func testTLS(t testing.TB) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "maildirector test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	return server, client
+}
+
+func withTLS(mode gateway.TLSMode, cfg *tls.Config) func(*setup) {
+	return func(s *setup) { s.listener.TLSMode, s.listener.TLSConfig = mode, cfg }
+}
+
+// starttls runs STARTTLS and the client's handshake.
+func (c *client) starttls(tag string, cfg *tls.Config) {
+	c.t.Helper()
+	c.do(tag+" STARTTLS", tag+" OK Begin TLS negotiation now.")
+	if n := c.r.Buffered(); n > 0 {
+		c.t.Fatalf("%d bytes after the STARTTLS reply", n)
+	}
+	tc := tls.Client(c.conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("TLS handshake: %v", err)
+	}
+	c.conn, c.r = tc, bufio.NewReader(tc)
+}
+
+const greetingStartTLS = "* OK [CAPABILITY " + preCaps + " STARTTLS AUTH=PLAIN AUTH=LOGIN] maildirector ready."
+
+func TestStartTLS(t *testing.T) {
+	t.Parallel()
+	srvCfg, cliCfg := testTLS(t)
+	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
+	c := e.dial("")
+	c.expect(greetingStartTLS)
+	c.do("a1 CAPABILITY", "* CAPABILITY "+preCaps+" STARTTLS AUTH=PLAIN AUTH=LOGIN", "a1 OK ...")
+	c.starttls("a2", cliCfg)
+	c.do("a3 CAPABILITY", "* CAPABILITY "+preCaps+" AUTH=PLAIN AUTH=LOGIN", "a3 OK ...")
+	c.do("a4 STARTTLS", "a4 BAD TLS is already active.")
+	c.do("a5 LOGIN bob secret", "a5 "+fakeOK)
+	// TLS on the client side, plain TCP to the backend.
+	c.do("a6 SELECT INBOX", "a6 OK fake SELECT")
+	c.do("a7 LOGOUT", "* BYE fake", "a7 OK fake LOGOUT")
+	c.expectClosed()
+	e.backend.expectReceived(t, anyID, `L LOGIN "bob" "secret"`, "a6 SELECT INBOX", "a7 LOGOUT")
+}
+
+// TestStartTLSSecures: a client that may not log in in cleartext may after
+// STARTTLS, and the passdb hears that the connection is TLS.
+func TestStartTLSSecures(t *testing.T) {
+	t.Parallel()
+	srvCfg, cliCfg := testTLS(t)
+	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
+	c := e.dial("127.0.0.2")
+	c.expect("* OK [CAPABILITY " + preCaps + " STARTTLS LOGINDISABLED] maildirector ready.")
+	c.do("a1 LOGIN bob secret", "a1 "+privacyRequired)
+	c.starttls("a2", cliCfg)
+	c.do("a3 CAPABILITY", "* CAPABILITY "+preCaps+" AUTH=PLAIN AUTH=LOGIN", "a3 OK ...")
+	c.do("a4 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a4 "+fakeOK)
+	c.do("a5 NOOP", "a5 OK fake NOOP")
+	e.backend.expectReceived(t, "~"+idLine("127.0.0.2", localPort(c), e.addr, 4).String(), `L LOGIN "bob" "secret"`, "a5 NOOP")
+}
+
+// TestStartTLSInjection: commands pipelined after STARTTLS in cleartext
+// must not run, before or after the handshake.
+func TestStartTLSInjection(t *testing.T) {
+	t.Parallel()
+	srvCfg, _ := testTLS(t)
+	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
+	c := e.dial("")
+	c.expect(greetingStartTLS)
+	c.write("a1 STARTTLS\r\na2 LOGIN bob secret\r\n")
+	c.expect("a1 OK Begin TLS negotiation now.")
+	c.expectClosed()
+	if n := e.backend.connections(); n != 0 {
+		t.Fatalf("backend got %d connections, want 0", n)
+	}
+}
+
+func TestStartTLSNotOffered(t *testing.T) {
+	t.Parallel()
+	srvCfg, _ := testTLS(t)
+	// A certificate without the STARTTLS mode, and the mode without a
+	// certificate: neither offers STARTTLS.
+	for name, opt := range map[string]func(*setup){
+		"no mode":        withTLS(gateway.TLSNone, srvCfg),
+		"no certificate": withTLS(gateway.TLSStartTLS, nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := start(t, opt)
+			c := e.connect()
+			c.do("a1 STARTTLS", "a1 BAD TLS support isn't enabled.")
+			c.do("a2 NOOP", "a2 OK NOOP completed.")
+		})
+	}
+}
+
+func TestImplicitTLS(t *testing.T) {
+	t.Parallel()
+	srvCfg, cliCfg := testTLS(t)
+	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}, Config: cliCfg}
+	conn, err := d.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.wrap(conn)
+	// From 127.0.0.2, yet secured by TLS; no STARTTLS on a TLS connection.
+	c.expect(greetingLocal)
+	c.do("a1 STARTTLS", "a1 BAD TLS is already active.")
+	c.do("a2 LOGIN bob secret", "a2 "+fakeOK)
+	c.do("a3 NOOP", "a3 OK fake NOOP")
+	e.backend.expectReceived(t, anyID, `L LOGIN "bob" "secret"`, "a3 NOOP")
+}
+
+// TestImplicitTLSHandshakeFailure: a cleartext client on the TLS port gets
+// nothing it could mistake for IMAP, and the listener goes on serving.
+func TestImplicitTLSHandshakeFailure(t *testing.T) {
+	t.Parallel()
+	srvCfg, cliCfg := testTLS(t)
+	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
+	c := e.dial("")
+	c.write("a1 LOGIN bob secret\r\n")
+	// The gateway may send a TLS alert; then it closes.
+	if rest, _ := io.ReadAll(c.r); strings.Contains(string(rest), "OK") {
+		t.Fatalf("cleartext client got %q", rest)
+	}
+	conn, err := tls.Dial("tcp", e.addr, cliCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wrap(conn).expect(greetingLocal)
+}
