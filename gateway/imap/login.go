@@ -5,6 +5,7 @@ package imap
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -60,12 +61,18 @@ func (ss *session) proxyLogin(ctx context.Context, tag, mech string, creds mechs
 	}
 	defer t.Release()
 	log = log.With("backend", t.Addr(), "route", t.Route)
-	conn, err := ss.srv.Pipeline.Dial(ctx, t)
+	// One budget covers connecting (with retries) and logging in, so that
+	// a backend that accepts connections but never answers is as bounded
+	// as one that refuses them.
+	deadline := time.Now().Add(t.Timeout)
+	dialCtx, cancel := context.WithDeadline(ctx, deadline)
+	conn, err := ss.srv.Pipeline.Dial(dialCtx, t)
+	cancel()
 	if err != nil {
 		return false, ss.fail(tag, log, err)
 	}
 	b := gateway.NewBackendConn(conn)
-	conn.SetDeadline(time.Now().Add(t.Timeout))
+	conn.SetDeadline(deadline)
 	okLine, err := backendLogin(b, c, t)
 	if err != nil {
 		b.Close()
@@ -84,11 +91,7 @@ func (ss *session) proxyLogin(ctx context.Context, tag, mech string, creds mechs
 
 // fail renders a failed login (ARCHITECTURE decision 6: fixed wire texts,
 // details to the log) and counts it.
-func (ss *session) fail(tag string, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-	Error(string, ...any)
-}, err error) error {
+func (ss *session) fail(tag string, log *slog.Logger, err error) error {
 	outcome, reason := gateway.OutcomeOf(err)
 	var line string
 	switch outcome {

@@ -246,6 +246,7 @@ func (d *Dovecot) Stop() {
 		return
 	default:
 	}
+	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGCONT)
 	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-d.exited:
@@ -264,6 +265,13 @@ func (d *Dovecot) Kill() {
 	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 	<-d.exited
 }
+
+// Freeze stops every Dovecot process (SIGSTOP): connections are still
+// accepted by the kernel, but nothing answers. Thaw resumes them.
+func (d *Dovecot) Freeze() { syscall.Kill(-d.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Thaw resumes a frozen Dovecot.
+func (d *Dovecot) Thaw() { syscall.Kill(-d.cmd.Process.Pid, syscall.SIGCONT) }
 
 // Log returns the backend's log so far.
 func (d *Dovecot) Log() string {
