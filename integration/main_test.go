@@ -22,9 +22,9 @@ import (
 var (
 	raceEnabled bool // set by race_test.go
 	buildOnce   sync.Once
-	gwBin     string
-	buildErr  error
-	rootDir   string
+	gwBin       string
+	buildErr    error
+	rootDir     string
 )
 
 func TestMain(m *testing.M) {
