@@ -18,6 +18,9 @@ var shortVars = map[byte]string{
 	'u': "user", 'n': "username", 'd': "domain", 's': "service",
 	'l': "lip", 'r': "rip", 'a': "lport", 'b': "rport",
 	'm': "mech", 'c': "secured", 'w': "password", 'k': "cert",
+	// %$ is the value of the attribute an LDAP attrs item maps (Dovecot's
+	// "attr=field=template"); only that lookup knows it.
+	'$': "$",
 }
 
 // Expand replaces Dovecot %variables in tmpl: %u, %{user}, %{name:default}
