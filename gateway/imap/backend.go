@@ -193,17 +193,31 @@ func writeLogin(b *gateway.BackendConn, literalPlus bool, user, pass string) err
 		if err := b.W.Flush(); err != nil {
 			return err
 		}
-		line, err := b.ReadLine()
-		if err != nil {
+		if err := awaitContinuation(b); err != nil {
 			return err
-		}
-		if !bytes.HasPrefix(line, []byte("+")) {
-			return fmt.Errorf("backend refused a literal: %q", line)
 		}
 		b.W.WriteString(s)
 	}
 	b.W.WriteString("\r\n")
 	return nil
+}
+
+// awaitContinuation reads until the backend's "+" go-ahead for a
+// synchronizing literal, passing over the replies to the pipelined ID.
+func awaitContinuation(b *gateway.BackendConn) error {
+	for {
+		line, err := b.ReadLine()
+		if err != nil {
+			return err
+		}
+		switch {
+		case bytes.HasPrefix(line, []byte("+")):
+			return nil
+		case bytes.HasPrefix(line, []byte("* ")), bytes.HasPrefix(line, []byte("I ")):
+			continue
+		}
+		return fmt.Errorf("backend refused a literal: %q", line)
+	}
 }
 
 // canQuote reports whether s fits an IMAP quoted string: 7-bit text

@@ -205,20 +205,16 @@ func TestLoginTimeout(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, func(s *setup) { s.limits.LoginTimeout = 300 * time.Millisecond })
-			began := time.Now()
 			c := e.connect()
 			talk(c)
 			rest, err := io.ReadAll(c.r)
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The BYE is what the client should hear (see the report:
-			// today the write deadline swallows it).
-			if s := string(rest); s != "" && s != "* BYE Disconnected for inactivity.\r\n" {
+			// The farewell gets its own write deadline, so the client
+			// hears why it was disconnected.
+			if s := string(rest); s != "* BYE Disconnected for inactivity.\r\n" {
 				t.Fatalf("got %q before the close", s)
-			}
-			if d := time.Since(began); d < 250*time.Millisecond || d > 5*time.Second {
-				t.Fatalf("closed after %v, want about 300ms", d)
 			}
 		})
 	}

@@ -57,6 +57,13 @@ var errGarbage = errors.New("garbage received")
 
 const maxListDepth = 4
 
+// Bounds on one pre-login command, whatever its line and literal sizes:
+// without them a client could pile up literals until the login timeout.
+const (
+	maxCommandBytes = 64 * 1024
+	maxArgs         = 100
+)
+
 // lineSource supplies the next line of a command that continues after a
 // literal, and the literal's bytes. sync tells whether the client waits
 // for a continuation before sending them.
@@ -73,9 +80,11 @@ func parseCommand(line []byte, src lineSource, maxLiteral int) (*command, error)
 			return nil, errGarbage
 		}
 	}
-	p := &parser{line: string(line), src: src, maxLiteral: maxLiteral}
+	p := &parser{line: string(line), src: src, maxLiteral: maxLiteral, total: len(line)}
 	tag := p.atom()
-	if tag == "" || strings.ContainsAny(tag, "+") || !printable(tag) {
+	// RFC 9051 9: tag = 1*<any ASTRING-CHAR except "+">; "*" and "%" are
+	// list wildcards, and a "*" tag would read like an untagged reply.
+	if tag == "" || strings.ContainsAny(tag, "+*%") || !printable(tag) {
 		if !printable(tag) {
 			return nil, errGarbage
 		}
@@ -99,6 +108,9 @@ func parseCommand(line []byte, src lineSource, maxLiteral int) (*command, error)
 			return cmd, err
 		}
 		cmd.args = append(cmd.args, a)
+		if len(cmd.args) > maxArgs {
+			return cmd, &syntaxError{msg: "Error in IMAP command: Too many arguments.", tagged: true}
+		}
 	}
 	return cmd, nil
 }
@@ -117,6 +129,8 @@ type parser struct {
 	pos        int
 	src        lineSource
 	maxLiteral int
+	total      int // bytes of the command so far, literals included
+	nargs      int // arguments so far, list members included
 }
 
 func (p *parser) eol() bool { return p.pos >= len(p.line) }
@@ -143,6 +157,10 @@ func (p *parser) atom() string {
 }
 
 func (p *parser) arg(depth int) (arg, error) {
+	p.nargs++
+	if p.nargs > maxArgs {
+		return arg{}, &syntaxError{msg: "Error in IMAP command: Too many arguments.", tagged: true}
+	}
 	if p.eol() {
 		return arg{}, &syntaxError{msg: "Error in IMAP command: Missing argument.", tagged: true}
 	}
@@ -228,7 +246,7 @@ func (p *parser) literal() (string, error) {
 	if err != nil || n < 0 || len(spec) > 10 {
 		return "", &syntaxError{msg: "Error in IMAP command: Broken literal size.", tagged: true}
 	}
-	if n > p.maxLiteral {
+	if n > p.maxLiteral || p.total+n > maxCommandBytes {
 		if !sync {
 			// The client sends the bytes regardless; we cannot resync.
 			return "", errLiteralTooBig
@@ -239,9 +257,21 @@ func (p *parser) literal() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// RFC 9051 4.3: a literal is CHAR8 without NUL (only literal8 may
+	// carry NUL, and nothing before login needs one).
+	if strings.IndexByte(string(data), 0) >= 0 {
+		return "", errGarbage
+	}
 	next, err := p.src.nextLine()
 	if err != nil {
 		return "", err
+	}
+	if strings.IndexByte(string(next), 0) >= 0 {
+		return "", errGarbage
+	}
+	p.total += n + len(next)
+	if p.total > maxCommandBytes {
+		return "", errLiteralTooBig
 	}
 	p.line, p.pos = string(next), 0
 	return string(data), nil

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
@@ -63,6 +64,9 @@ func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
 // still hear it, and logs it.
 func (ss *session) disconnect(err error) {
 	c := ss.c
+	// The login deadline covers writes too; give the farewell its own
+	// moment, or a client that idled out would never read why.
+	c.Conn().SetWriteDeadline(time.Now().Add(2 * time.Second))
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.Printf("* BYE Disconnected for inactivity.")
