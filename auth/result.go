@@ -44,6 +44,9 @@ type Result struct {
 	// User is the canonical user name; databases may change it with the
 	// "user" extra field. Empty means unchanged (Request.User).
 	User string
+	// Master is the master user who authenticated on User's behalf
+	// ("user*master" or a SASL authorization identity), "" for none.
+	Master string
 	// Fields holds Dovecot's extra fields (proxy, host, port, destuser,
 	// master, pass, nologin, reason, ...). Boolean fields are present with
 	// an empty value or "y".

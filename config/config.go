@@ -26,7 +26,9 @@ type Config struct {
 	// connections from untrusted networks (Dovecot's
 	// disable_plaintext_auth = no).
 	AllowPlaintext bool     `yaml:"allow_plaintext"`
+	Auth           Auth     `yaml:"auth"`
 	Passdb         []Passdb `yaml:"passdb"`
+	Userdb         []Userdb `yaml:"userdb"`
 	Director       Director `yaml:"director"`
 	Backend        Backend  `yaml:"backend"`
 	Limits         Limits   `yaml:"limits"`
@@ -50,10 +52,72 @@ type TLS struct {
 	Key  string `yaml:"key"`
 }
 
-// Passdb is one password database in the chain.
+// Auth holds Dovecot's auth_* settings.
+type Auth struct {
+	// UsernameFormat is applied to login names first (auth_username_format,
+	// default "%Lu").
+	UsernameFormat string `yaml:"username_format"`
+	// MasterUserSeparator splits "user<sep>master" logins
+	// (auth_master_user_separator; "" = off).
+	MasterUserSeparator string `yaml:"master_user_separator"`
+	// UsernameChars lists the characters a login name may have
+	// (auth_username_chars); unset means Dovecot's default, "" means any.
+	UsernameChars *string `yaml:"username_chars"`
+	Cache         Cache   `yaml:"cache"`
+}
+
+// Cache is the auth cache (auth_cache_size, auth_cache_ttl,
+// auth_cache_negative_ttl). Size 0 disables it.
+type Cache struct {
+	Size        ByteSize       `yaml:"size"`
+	TTL         time.Duration  `yaml:"ttl"`
+	NegativeTTL *time.Duration `yaml:"negative_ttl"`
+}
+
+// Passdb is one password database in the chain, with Dovecot's passdb {}
+// settings.
 type Passdb struct {
+	// Driver is static, ldap or sql.
 	Driver string `yaml:"driver"`
-	Args   string `yaml:"args"`
+	// Args is, as in Dovecot, the static passdb's "key=value ..." string,
+	// or the path of a dovecot-ldap.conf.ext / dovecot-sql.conf.ext file.
+	Args string `yaml:"args"`
+	// Settings are .conf.ext keys given inline (they override the file's).
+	Settings map[string]string `yaml:"settings"`
+	Name     string            `yaml:"name"`
+	// Skip is never, authenticated or unauthenticated.
+	Skip string `yaml:"skip"`
+	// Result rules: return-ok, return, return-fail, continue,
+	// continue-ok, continue-fail.
+	ResultSuccess      string `yaml:"result_success"`
+	ResultFailure      string `yaml:"result_failure"`
+	ResultInternalfail string `yaml:"result_internalfail"`
+	// Pass is Dovecot's alias for result_success: continue.
+	Pass   bool `yaml:"pass"`
+	Deny   bool `yaml:"deny"`
+	Master bool `yaml:"master"`
+	// Mechanisms limits the passdb to these SASL mechanisms
+	// (space-separated; "none" means logins without SASL).
+	Mechanisms string `yaml:"mechanisms"`
+	// UsernameFilter: space-separated patterns with * and ?, "!" negates.
+	UsernameFilter string `yaml:"username_filter"`
+	DefaultFields  string `yaml:"default_fields"`
+	OverrideFields string `yaml:"override_fields"`
+}
+
+// Userdb is one user database in the chain.
+type Userdb struct {
+	Driver   string            `yaml:"driver"`
+	Args     string            `yaml:"args"`
+	Settings map[string]string `yaml:"settings"`
+	Name     string            `yaml:"name"`
+	// Skip is never, found or notfound.
+	Skip               string `yaml:"skip"`
+	ResultSuccess      string `yaml:"result_success"`
+	ResultFailure      string `yaml:"result_failure"`
+	ResultInternalfail string `yaml:"result_internalfail"`
+	DefaultFields      string `yaml:"default_fields"`
+	OverrideFields     string `yaml:"override_fields"`
 }
 
 // Director configures backend placement.
@@ -163,6 +227,13 @@ func (c *Config) applyDefaults() {
 	if c.Limits.MaxBadCommands == 0 {
 		c.Limits.MaxBadCommands = DefaultMaxBadCommands
 	}
+	if c.Auth.Cache.TTL == 0 {
+		c.Auth.Cache.TTL = time.Hour
+	}
+	if c.Auth.Cache.NegativeTTL == nil {
+		h := time.Hour
+		c.Auth.Cache.NegativeTTL = &h
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -229,9 +300,13 @@ func (c *Config) validate() error {
 		add("passdb: at least one passdb is needed")
 	}
 	for i, p := range c.Passdb {
-		if p.Driver != "static" {
-			add("passdb[%d]: unknown driver %q (known: static)", i, p.Driver)
-		}
+		checkDriver(add, fmt.Sprintf("passdb[%d]", i), p.Driver, p.Args, p.Settings)
+	}
+	for i, u := range c.Userdb {
+		checkDriver(add, fmt.Sprintf("userdb[%d]", i), u.Driver, u.Args, u.Settings)
+	}
+	if c.Auth.Cache.Size < 0 {
+		add("auth.cache.size: negative")
 	}
 	if len(c.Director.Backends) == 0 {
 		add("director.backends: at least one backend is needed")
@@ -256,6 +331,21 @@ func (c *Config) validate() error {
 		add("log.format: want text or json")
 	}
 	return errors.Join(errs...)
+}
+
+func checkDriver(add func(string, ...any), where, driver, args string, settings map[string]string) {
+	switch driver {
+	case "static":
+		if len(settings) > 0 {
+			add("%s: the static driver takes args, not settings", where)
+		}
+	case "ldap", "sql":
+		if args == "" && len(settings) == 0 {
+			add("%s: %s needs args (the path of a Dovecot .conf.ext file) or settings", where, driver)
+		}
+	default:
+		add("%s: unknown driver %q (known: static, ldap, sql)", where, driver)
+	}
 }
 
 // parsePrefix accepts a CIDR prefix or a single address.

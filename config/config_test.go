@@ -84,3 +84,58 @@ director: {backends: [127.0.0.11]}
 		t.Fatalf("trusted %v", c.Trusted())
 	}
 }
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"10M": 10 << 20, "512k": 512 << 10, "1G": 1 << 30, "1024": 1024, "2MB": 2 << 20, "0": 0} {
+		if got, err := ParseByteSize(in); err != nil || got != want {
+			t.Errorf("%q: %d, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"x", "-1", "10X"} {
+		if _, err := ParseByteSize(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestPassdbChainConfig(t *testing.T) {
+	c, err := Parse([]byte(`
+listen: [{protocol: imap, address: "127.0.0.1:143"}]
+auth:
+  master_user_separator: "*"
+  cache: {size: 10M, ttl: 30m}
+passdb:
+  - driver: static
+    args: nopassword
+    master: true
+    pass: true
+  - driver: ldap
+    args: /etc/dovecot/dovecot-ldap.conf.ext
+    result_failure: return-fail
+  - driver: sql
+    settings: {driver: mysql}
+userdb:
+  - driver: ldap
+    args: /etc/dovecot/dovecot-ldap.conf.ext
+director: {backends: [127.0.0.11]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.Cache.Size != 10<<20 || c.Auth.Cache.TTL != 30*time.Minute || *c.Auth.Cache.NegativeTTL != time.Hour {
+		t.Fatalf("cache %+v", c.Auth.Cache)
+	}
+	if !c.Passdb[0].Master || c.Passdb[1].ResultFailure != "return-fail" || c.Passdb[2].Settings["driver"] != "mysql" {
+		t.Fatalf("passdbs %+v", c.Passdb)
+	}
+	_, err = Parse([]byte(`
+listen: [{protocol: imap, address: "127.0.0.1:143"}]
+passdb: [{driver: ldap}, {driver: static, settings: {a: b}}, {driver: pam}]
+director: {backends: [127.0.0.11]}
+`))
+	for _, want := range []string{"passdb[0]: ldap needs args", "passdb[1]: the static driver", "passdb[2]: unknown driver"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q: %v", want, err)
+		}
+	}
+}

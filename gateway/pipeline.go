@@ -14,8 +14,13 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/director"
-	"github.com/maildirector/maildirector/passdb"
 )
+
+// Authenticator checks a login: passdb.Chain is one. A nil error means
+// the Result's Status is a definitive answer, negative answers included.
+type Authenticator interface {
+	Verify(ctx context.Context, req *auth.Request) (auth.Result, error)
+}
 
 // Refused is a definitive "no" to a login: the databases or the backend
 // answered, negatively. Everything else that stops a login is a failure,
@@ -91,7 +96,7 @@ func (t *Target) Release() {
 // Pipeline turns a login request into a logged-in backend connection's
 // target: passdb chain, nologin, then a pinned host or the director.
 type Pipeline struct {
-	Passdb   passdb.DB
+	Passdb   Authenticator
 	Director *director.Director
 	// Ports are the default backend ports by service ("imap": 143).
 	Ports           map[string]int
@@ -130,11 +135,11 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 		user = res.User
 	}
 	t := &Target{User: user, Password: req.Password, Fields: f, NotTrusted: f.Has("proxy_not_trusted")}
-	if req.AuthzID != "" && req.AuthzID != req.User {
-		// The client logged in as a master user (SASL authzid): do the
-		// same on the backend, which checks the master password; the
-		// user served, and routed, is the authorization identity.
-		t.User, t.Master = req.AuthzID, user
+	if res.Master != "" {
+		// A master user logged in for user ("user*master", or a SASL
+		// authorization identity): log in on the backend the same way,
+		// with the password the client gave.
+		t.Master = res.Master
 	}
 	if v := f.Get("destuser"); v != "" {
 		t.User = v

@@ -204,10 +204,12 @@ func TestMasterUserLogin(t *testing.T) {
 
 // TestClientMasterUserLogin: a client that logs in with SASL PLAIN as
 // master user (authzid = the user) is logged in the same way on the
-// backend, routed by the user it acts for.
+// backend, routed by the user it acts for. As in Dovecot, the gateway
+// needs a master passdb for that; this one accepts any password and lets
+// the backend check it ("static nopassword master pass=yes").
 func TestClientMasterUserLogin(t *testing.T) {
 	e := startBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 4)
-	e.startGateway(t, "proxy=y nopassword=y", trusted)
+	e.startGateway(t, "  - {driver: static, args: nopassword, master: true, pass: true}\n"+staticPassdb("proxy=y nopassword=y"), trusted)
 	u := e.findUser(t, "127.0.0.12")
 	bad := dial(t, e.gwAddr, "127.0.3.3")
 	defer bad.close()

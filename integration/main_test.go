@@ -154,8 +154,14 @@ func (e *env) startGateway(t testing.TB, passdbArgs, extra string) {
 	e.startGatewayWith(t, fmt.Sprintf("  - {protocol: imap, address: %q}\n", e.gwAddr), passdbArgs, extra)
 }
 
+// staticPassdb is the YAML list item of a static passdb with args.
+func staticPassdb(args string) string {
+	return fmt.Sprintf("  - driver: static\n    args: %s\n", args)
+}
+
 // startGatewayWith runs maildirector with the given listener list (YAML
-// items) and waits for e.gwAddr.
+// items) and waits for e.gwAddr. passdbArgs is a static passdb's args, or
+// a whole passdb list when it starts with "  - ".
 func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string) {
 	t.Helper()
 	bin := gatewayBinary(t)
@@ -167,17 +173,19 @@ func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string
 	for _, b := range e.backends {
 		backends = append(backends, b.Opts.IP)
 	}
+	passdbs := passdbArgs
+	if !strings.HasPrefix(passdbArgs, "  - ") {
+		passdbs = staticPassdb(passdbArgs)
+	}
 	yaml := fmt.Sprintf(`listen:
 %spassdb:
-  - driver: static
-    args: %s
-director:
+%sdirector:
   backends: [%s]
   user_expire: 15m
 backend:
   ports: {imap: %d}
   timeout: %s
-%s`, listeners, passdbArgs, strings.Join(backends, ", "), e.port, timeout, extra)
+%s`, listeners, passdbs, strings.Join(backends, ", "), e.port, timeout, extra)
 	gw, err := harness.StartGateway(bin, e.dir, yaml, e.gwAddr)
 	if err != nil {
 		t.Fatal(err)

@@ -15,14 +15,7 @@ import (
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/gateway/imap"
 	"github.com/maildirector/maildirector/mechs"
-	"github.com/maildirector/maildirector/passdb"
-	"github.com/maildirector/maildirector/passdb/static"
 )
-
-// drivers is the explicit table of passdb drivers (no init() registry).
-var drivers = map[string]func(args string) (passdb.DB, error){
-	"static": func(args string) (passdb.DB, error) { return static.New(args) },
-}
 
 // app is everything serve runs, built from a config without I/O beyond
 // reading certificate files.
@@ -30,6 +23,7 @@ type app struct {
 	server   *gateway.Server
 	director *director.Director
 	pipeline *gateway.Pipeline
+	auth     *authDBs
 }
 
 func newLogger(c config.Log, w *os.File) *slog.Logger {
@@ -45,19 +39,9 @@ func newLogger(c config.Log, w *os.File) *slog.Logger {
 // build turns cfg into the running parts, reporting every problem.
 func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 	var errs []error
-	chain := &passdb.Chain{}
-	for i, p := range cfg.Passdb {
-		newDB, ok := drivers[p.Driver]
-		if !ok {
-			errs = append(errs, fmt.Errorf("passdb[%d]: unknown driver %q", i, p.Driver))
-			continue
-		}
-		db, err := newDB(p.Args)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("passdb[%d]: %w", i, err))
-			continue
-		}
-		chain.Entries = append(chain.Entries, passdb.Entry{Name: fmt.Sprintf("%s#%d", p.Driver, i), DB: db})
+	adb, err := buildAuth(cfg, log)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	hosts, err := director.ParseHosts(cfg.Director.Backends)
 	if err != nil {
@@ -82,10 +66,13 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if len(errs) > 0 {
+		if adb != nil {
+			adb.close()
+		}
 		return nil, errors.Join(errs...)
 	}
 	pipeline := &gateway.Pipeline{
-		Passdb:          chain,
+		Passdb:          adb.passdb,
 		Director:        dir,
 		Ports:           map[string]int{"imap": cfg.Backend.Ports.IMAP},
 		Timeout:         cfg.Backend.Timeout,
@@ -121,5 +108,5 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 		}
 		srv.Listeners = append(srv.Listeners, gl)
 	}
-	return &app{server: srv, director: dir, pipeline: pipeline}, nil
+	return &app{server: srv, director: dir, pipeline: pipeline, auth: adb}, nil
 }

@@ -65,9 +65,26 @@ func cmdServe(args []string, stderr io.Writer) int {
 			a.pipeline.Self = append(a.pipeline.Self, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 		}
 	}
+	defer a.auth.close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go a.director.Run(ctx)
+	// SIGHUP flushes the auth cache, as it does in Dovecot.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if c := a.auth.cache; c != nil {
+					log.Info("auth cache flushed", "entries", c.Flush())
+				}
+			}
+		}
+	}()
 	done := make(chan struct{})
 	go func() {
 		a.server.Serve(ctx)

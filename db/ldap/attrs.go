@@ -160,4 +160,3 @@ func escape(s string) string {
 func expandEscaped(tmpl string, req *auth.Request) (string, error) {
 	return auth.Expand(tmpl, req.Vars(), escape)
 }
-

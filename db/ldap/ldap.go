@@ -66,9 +66,23 @@ func (db *DB) Close() {
 // DefaultScheme is the scheme of stored passwords without a {SCHEME}.
 func (db *DB) DefaultScheme() string { return db.s.DefaultPassScheme }
 
-// AuthBind reports whether the directory itself checks passwords by
-// binding as the user (auth_bind = yes).
-func (db *DB) AuthBind() bool { return db.s.AuthBind || db.s.AuthBindUserDN != "" }
+// Binds implements passdb.Binder: with auth_bind the directory itself
+// checks passwords, by a bind as the user.
+func (db *DB) Binds() bool { return db.s.AuthBind || db.s.AuthBindUserDN != "" }
+
+// CacheKey implements passdb.CacheKeyer: a lookup depends on nothing but
+// the expanded filter and base (or the bind DN template).
+func (db *DB) CacheKey(req *auth.Request) (string, error) {
+	if db.s.AuthBindUserDN != "" {
+		return expandEscaped(db.s.AuthBindUserDN, req)
+	}
+	filter, err := expandEscaped(db.s.PassFilter, req)
+	if err != nil {
+		return "", err
+	}
+	base, err := expandEscaped(db.s.Base, req)
+	return filter + "\x00" + base, err
+}
 
 // LookupPassdb finds the user with pass_filter and returns pass_attrs as
 // fields (the stored password among them, unless auth_bind is on).

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,24 @@ func (db *DB) Close() {
 
 // DefaultScheme is the scheme of stored passwords without a {SCHEME}.
 func (db *DB) DefaultScheme() string { return db.s.DefaultPassScheme }
+
+// CacheKey implements passdb.CacheKeyer: a lookup depends on nothing but
+// the password query's bound values.
+func (db *DB) CacheKey(req *auth.Request) (string, error) {
+	if db.passQuery == nil {
+		return "", errors.New("no password_query")
+	}
+	args, err := db.passQuery.args(req.Vars())
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, a := range args {
+		b.WriteString(a.(string))
+		b.WriteByte(0)
+	}
+	return b.String(), nil
+}
 
 // LookupPassdb runs password_query: its columns become fields (the
 // stored password among them); NULL columns are absent.

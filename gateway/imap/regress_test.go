@@ -60,3 +60,19 @@ func TestWildcardTags(t *testing.T) {
 	c.do("* NOOP", "* BAD Error in IMAP command received by server.")
 	c.do("a% NOOP", "* BAD Error in IMAP command received by server.")
 }
+
+// Without master passdbs a SASL authorization identity is refused, as in
+// Dovecot, and no backend hears of it.
+func TestAuthzIDNeedsMasterPassdb(t *testing.T) {
+	t.Parallel()
+	e := start(t, func(s *setup) {
+		ch := staticDB(s.backend.t, "proxy=y nopassword=y")
+		ch.Masters = nil
+		s.pipeline.Passdb = ch
+	})
+	c := e.connect()
+	c.do("a AUTHENTICATE PLAIN "+b64("bob\x00admin\x00secret"), "a "+authFailed)
+	if n := e.backend.connections(); n != 0 {
+		t.Fatalf("backend contacted %d times", n)
+	}
+}

@@ -19,11 +19,12 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/db/static"
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/director/store/memory"
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
-	"github.com/maildirector/maildirector/passdb/static"
+	"github.com/maildirector/maildirector/passdb"
 )
 
 // The tests are transcripts over real loopback sockets: a gateway.Server
@@ -111,13 +112,27 @@ func start(t testing.TB, opts ...func(*setup)) *env {
 	return &env{setup: s, t: t, addr: s.listener.Addr().String()}
 }
 
-func staticDB(t testing.TB, args string) *static.DB {
+// staticDB is a passdb chain of one static passdb with args, as the
+// gateway builds it from the configuration.
+func staticDB(t testing.TB, args string) *passdb.Chain {
 	t.Helper()
 	db, err := static.New(args)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return db
+	if err := db.CheckPassdb(); err != nil {
+		t.Fatal(err)
+	}
+	// Master logins (SASL authzid) are accepted whatever the password and
+	// checked by the backend, as "driver=static args=nopassword master=yes
+	// pass=yes" does in Dovecot.
+	mdb, err := static.New("nopassword")
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := passdb.NewEntry("masters", mdb)
+	master.Master, master.OnSuccess = true, passdb.Continue
+	return &passdb.Chain{Entries: []passdb.Entry{passdb.NewEntry("static", db)}, Masters: []passdb.Entry{master}, Log: discard}
 }
 
 // withArgs replaces the passdb by a static one with args.
@@ -125,7 +140,7 @@ func withArgs(args string) func(*setup) {
 	return func(s *setup) { s.pipeline.Passdb = staticDB(s.backend.t, args) }
 }
 
-// passdbFunc is a passdb.DB made of a function.
+// passdbFunc is a gateway.Authenticator made of a function.
 type passdbFunc func(context.Context, *auth.Request) (auth.Result, error)
 
 func (f passdbFunc) Verify(ctx context.Context, req *auth.Request) (auth.Result, error) {

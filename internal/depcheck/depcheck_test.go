@@ -16,12 +16,17 @@ const module = "github.com/maildirector/maildirector"
 var allowed = map[string][]string{
 	"auth":                  {},
 	"config":                {},
-	"passdb":                {"auth"},
-	"passdb/static":         {"auth"},
+	"password":              {},
+	"passdb":                {"auth", "password"},
+	"passdb/passdbtest":     {"auth", "passdb"},
+	"userdb":                {"auth", "passdb"},
+	"db/static":             {"auth"},
+	"db/ldap":               {"auth"},
+	"db/sql":                {"auth"},
 	"mechs":                 {"auth"},
 	"director":              {"auth"},
 	"director/store/memory": {"director"},
-	"gateway":               {"auth", "passdb", "director", "mechs"},
+	"gateway":               {"auth", "director", "mechs"},
 	"gateway/imap":          {"gateway", "mechs", "auth"},
 }
 

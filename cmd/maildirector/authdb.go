@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/db/ldap"
+	"github.com/maildirector/maildirector/db/sql"
+	"github.com/maildirector/maildirector/db/static"
+	"github.com/maildirector/maildirector/passdb"
+	"github.com/maildirector/maildirector/userdb"
+)
+
+// authDBs builds the passdb and userdb chains. LDAP and SQL databases
+// configured with the same file (and inline settings) share one instance,
+// and so one connection pool, as Dovecot's passdb and userdb do.
+type authDBs struct {
+	log     *slog.Logger
+	shared  map[string]any
+	closers []func()
+	passdb  *passdb.Chain
+	userdb  *userdb.Chain
+	cache   *passdb.Cache
+}
+
+func buildAuth(cfg *config.Config, log *slog.Logger) (*authDBs, error) {
+	a := &authDBs{log: log, shared: map[string]any{}}
+	var errs []error
+	a.passdb = &passdb.Chain{
+		UsernameFormat:  cfg.Auth.UsernameFormat,
+		MasterSeparator: cfg.Auth.MasterUserSeparator,
+		UsernameChars:   passdb.DefaultUsernameChars,
+		Log:             log,
+	}
+	if cfg.Auth.UsernameChars != nil {
+		a.passdb.UsernameChars = *cfg.Auth.UsernameChars
+	}
+	if cfg.Auth.Cache.Size > 0 {
+		a.cache = passdb.NewCache(int(cfg.Auth.Cache.Size), cfg.Auth.Cache.TTL, *cfg.Auth.Cache.NegativeTTL, nil)
+	}
+	for i, p := range cfg.Passdb {
+		e, err := a.passdbEntry(i, p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("passdb[%d] (%s): %w", i, p.Driver, err))
+			continue
+		}
+		if e.Master {
+			a.passdb.Masters = append(a.passdb.Masters, e)
+		} else {
+			a.passdb.Entries = append(a.passdb.Entries, e)
+		}
+	}
+	if len(cfg.Passdb) > 0 && len(a.passdb.Entries) == 0 && len(errs) == 0 {
+		errs = append(errs, errors.New("passdb: every passdb is a master passdb; ordinary users could never log in"))
+	}
+	a.userdb = &userdb.Chain{Log: log}
+	for i, u := range cfg.Userdb {
+		e, err := a.userdbEntry(i, u)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("userdb[%d] (%s): %w", i, u.Driver, err))
+			continue
+		}
+		a.userdb.Entries = append(a.userdb.Entries, e)
+	}
+	if err := errors.Join(errs...); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *authDBs) close() {
+	for _, c := range a.closers {
+		c()
+	}
+}
+
+// open returns the database for a driver section, sharing LDAP and SQL
+// databases between passdb and userdb sections that name the same file.
+func (a *authDBs) open(driver, args string, settings map[string]string, passdbUse bool) (any, error) {
+	if driver == "static" {
+		db, err := static.New(args)
+		if err != nil {
+			return nil, err
+		}
+		if passdbUse {
+			if err := db.CheckPassdb(); err != nil {
+				return nil, err
+			}
+		}
+		return db, nil
+	}
+	key := driver + "\x00" + args + "\x00" + flatten(settings)
+	if db, ok := a.shared[key]; ok {
+		return db, nil
+	}
+	kv := map[string]string{}
+	if args != "" {
+		ce, err := config.ReadConfExt(args)
+		if err != nil {
+			return nil, err
+		}
+		kv = ce.Values
+	}
+	for k, v := range settings {
+		kv[k] = v
+	}
+	var db any
+	switch driver {
+	case "ldap":
+		s, err := ldap.ParseSettings(kv)
+		if err != nil {
+			return nil, err
+		}
+		for _, ig := range s.Ignored {
+			a.log.Info("ldap: setting accepted but ignored", "file", args, "setting", ig)
+		}
+		l, err := ldap.New(s)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, l.Close)
+		db = l
+	case "sql":
+		s, err := sql.ParseSettings(kv)
+		if err != nil {
+			return nil, err
+		}
+		for _, ig := range s.Ignored {
+			a.log.Info("sql: setting accepted but ignored", "file", args, "setting", ig)
+		}
+		q, err := sql.New(s)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, q.Close)
+		db = q
+	default:
+		return nil, fmt.Errorf("unknown driver %q", driver)
+	}
+	a.shared[key] = db
+	return db, nil
+}
+
+func flatten(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k + "=" + m[k] + "\x00")
+	}
+	return b.String()
+}
+
+func (a *authDBs) passdbEntry(i int, p config.Passdb) (passdb.Entry, error) {
+	raw, err := a.open(p.Driver, p.Args, p.Settings, true)
+	if err != nil {
+		return passdb.Entry{}, err
+	}
+	db, ok := raw.(passdb.DB)
+	if !ok {
+		return passdb.Entry{}, errors.New("this driver is not a passdb")
+	}
+	name := p.Name
+	if name == "" {
+		name = fmt.Sprintf("%s#%d", p.Driver, i)
+	}
+	e := passdb.NewEntry(name, db)
+	var errs []error
+	if e.Skip, err = passdb.ParseSkip(p.Skip); err != nil {
+		errs = append(errs, err)
+	}
+	for _, r := range []struct {
+		val string
+		dst *passdb.Rule
+	}{{p.ResultSuccess, &e.OnSuccess}, {p.ResultFailure, &e.OnFailure}, {p.ResultInternalfail, &e.OnInternal}} {
+		if r.val == "" {
+			continue
+		}
+		if *r.dst, err = passdb.ParseRule(r.val); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.Pass {
+		e.OnSuccess = passdb.Continue
+	}
+	e.Deny, e.Master = p.Deny, p.Master
+	if p.Mechanisms != "" {
+		e.Mechanisms = strings.Fields(strings.ToUpper(p.Mechanisms))
+		for j, m := range e.Mechanisms {
+			if m == "NONE" {
+				e.Mechanisms[j] = "none"
+			}
+		}
+	}
+	e.UsernameFilter = strings.Fields(p.UsernameFilter)
+	if e.DefaultFields, err = passdb.ParseFields(p.DefaultFields); err != nil {
+		errs = append(errs, fmt.Errorf("default_fields: %w", err))
+	}
+	if e.OverrideFields, err = passdb.ParseFields(p.OverrideFields); err != nil {
+		errs = append(errs, fmt.Errorf("override_fields: %w", err))
+	}
+	if _, cacheable := db.(passdb.CacheKeyer); cacheable {
+		e.Cache = a.cache
+	}
+	return e, errors.Join(errs...)
+}
+
+func (a *authDBs) userdbEntry(i int, u config.Userdb) (userdb.Entry, error) {
+	raw, err := a.open(u.Driver, u.Args, u.Settings, false)
+	if err != nil {
+		return userdb.Entry{}, err
+	}
+	db, ok := raw.(userdb.DB)
+	if !ok {
+		return userdb.Entry{}, errors.New("this driver is not a userdb")
+	}
+	name := u.Name
+	if name == "" {
+		name = fmt.Sprintf("%s#%d", u.Driver, i)
+	}
+	e := userdb.NewEntry(name, db)
+	var errs []error
+	if e.Skip, err = userdb.ParseSkip(u.Skip); err != nil {
+		errs = append(errs, err)
+	}
+	for _, r := range []struct {
+		val string
+		dst *passdb.Rule
+	}{{u.ResultSuccess, &e.OnSuccess}, {u.ResultFailure, &e.OnFailure}, {u.ResultInternalfail, &e.OnInternal}} {
+		if r.val == "" {
+			continue
+		}
+		if *r.dst, err = passdb.ParseRule(r.val); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e.DefaultFields, err = passdb.ParseFields(u.DefaultFields); err != nil {
+		errs = append(errs, fmt.Errorf("default_fields: %w", err))
+	}
+	if e.OverrideFields, err = passdb.ParseFields(u.OverrideFields); err != nil {
+		errs = append(errs, fmt.Errorf("override_fields: %w", err))
+	}
+	return e, errors.Join(errs...)
+}

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package userdb defines user databases (DB) and the Chain that consults
+// them with Dovecot's rules. LMTP and the lookup tools use it to learn
+// whether a user exists and which extra fields it has.
+//
+// It may import auth and passdb (for the rule vocabulary) only.
+package userdb
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/passdb"
+)
+
+// DB is a user database. Contract as passdb.DB: StatusOK with fields, or
+// StatusUserUnknown; errors when no answer could be had.
+type DB interface {
+	LookupUserdb(ctx context.Context, req *auth.Request) (auth.Result, error)
+}
+
+// Skip says when an entry is skipped: Dovecot's userdb skip setting.
+type Skip uint8
+
+const (
+	SkipNever    Skip = iota
+	SkipFound         // skip once an earlier entry found the user
+	SkipNotFound      // skip while no earlier entry found the user
+)
+
+// ParseSkip reads "never", "found" or "notfound".
+func ParseSkip(s string) (Skip, error) {
+	switch s {
+	case "", "never":
+		return SkipNever, nil
+	case "found":
+		return SkipFound, nil
+	case "notfound":
+		return SkipNotFound, nil
+	}
+	return 0, fmt.Errorf("unknown skip %q (want never, found or notfound)", s)
+}
+
+// Entry is one user database in a chain.
+type Entry struct {
+	Name       string
+	DB         DB
+	Skip       Skip
+	OnSuccess  passdb.Rule // default ReturnOK
+	OnFailure  passdb.Rule // default Continue
+	OnInternal passdb.Rule // default Continue
+	// DefaultFields and OverrideFields are %variable templates set
+	// before and after the lookup.
+	DefaultFields  map[string]string
+	OverrideFields map[string]string
+}
+
+// NewEntry returns an entry with Dovecot's default rules.
+func NewEntry(name string, db DB) Entry {
+	return Entry{Name: name, DB: db, OnSuccess: passdb.ReturnOK, OnFailure: passdb.Continue, OnInternal: passdb.Continue}
+}
+
+// Chain consults user databases in order.
+type Chain struct {
+	Entries []Entry
+	Log     *slog.Logger
+}
+
+// Lookup finds req.User: found anywhere wins; else an internal failure on
+// the way; else "unknown user".
+func (c *Chain) Lookup(ctx context.Context, req *auth.Request) (auth.Result, error) {
+	var (
+		found        bool
+		seenInternal error
+		fields       = auth.Fields{}
+		user         string
+		lastErr      error
+	)
+	r := *req
+	for i := 0; i < len(c.Entries); i++ {
+		e := &c.Entries[i]
+		if (e.Skip == SkipFound && found) || (e.Skip == SkipNotFound && !found) {
+			continue
+		}
+		res, err := e.DB.LookupUserdb(ctx, &r)
+		lastErr = err
+		var rule passdb.Rule
+		switch {
+		case err != nil:
+			rule = e.OnInternal
+		case res.Status == auth.StatusOK:
+			rule = e.OnSuccess
+			if err := apply(e, &r, res, fields); err != nil {
+				return auth.Result{}, auth.Internal("userdb "+e.Name, err)
+			}
+			if res.User != "" {
+				user, r.User = res.User, res.User
+			}
+		default:
+			rule = e.OnFailure
+		}
+		cont := false
+		switch rule {
+		case passdb.ReturnOK:
+			found = true
+		case passdb.ReturnFail:
+			found = false
+		case passdb.Continue:
+			cont = true
+			if err == nil && res.Status == auth.StatusOK {
+				found = true // a found user stays found unless a rule says fail
+			}
+		case passdb.ContinueOK:
+			cont, found = true, true
+		case passdb.ContinueFail:
+			cont, found = true, false
+		}
+		if err != nil && cont {
+			seenInternal = err
+		}
+		if !cont {
+			break
+		}
+	}
+	switch {
+	case found:
+		return auth.Result{Status: auth.StatusOK, User: user, Fields: fields}, nil
+	case seenInternal != nil:
+		return auth.Result{}, seenInternal
+	case lastErr != nil:
+		return auth.Result{}, lastErr
+	}
+	return auth.Result{Status: auth.StatusUserUnknown}, nil
+}
+
+func apply(e *Entry, req *auth.Request, res auth.Result, into auth.Fields) error {
+	f := auth.Fields{}
+	for k, tmpl := range e.DefaultFields {
+		v, err := auth.Expand(tmpl, req.Vars(), nil)
+		if err != nil {
+			return err
+		}
+		f[k] = v
+	}
+	for k, v := range res.Fields {
+		f[k] = v
+	}
+	for k, tmpl := range e.OverrideFields {
+		v, err := auth.Expand(tmpl, req.Vars(), nil)
+		if err != nil {
+			return err
+		}
+		f[k] = v
+	}
+	for k, v := range f {
+		into[k] = v
+	}
+	return nil
+}
