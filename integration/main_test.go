@@ -108,11 +108,18 @@ func password(user string) string { return "pw-" + user }
 // startBackends starts one Dovecot per IP, all on one port and one mail root.
 func startBackends(t testing.TB, ips []string, nUsers int) *env {
 	t.Helper()
-	requireTools(t, "dovecot", "doveadm")
-	e := &env{dir: testDir(t), users: map[string]string{}}
+	users := map[string]string{}
 	for i := 0; i < nUsers; i++ {
-		e.users[userName(i)] = password(userName(i))
+		users[userName(i)] = password(userName(i))
 	}
+	return startBackendsWith(t, ips, users)
+}
+
+// startBackendsWith starts the backends with the given users and passwords.
+func startBackendsWith(t testing.TB, ips []string, users map[string]string) *env {
+	t.Helper()
+	requireTools(t, "dovecot", "doveadm")
+	e := &env{dir: testDir(t), users: users}
 	port, err := harness.FreePort(ips...)
 	if err != nil {
 		t.Fatal(err)

@@ -62,8 +62,11 @@ func TestGeneratedVerifyInDovecot(t *testing.T) {
 		gen{"CRAM-MD5.b64", 0}, gen{"PLAIN.HEX", 0},
 	)
 	const user = "first.last@example.com@realm"
-	for _, g := range gens {
-		for _, pw := range testPasswords {
+	for i, g := range gens {
+		for j, pw := range testPasswords {
+			if i >= len(Schemes()) && j%2 == 1 {
+				continue // variants: two passwords are enough
+			}
 			h, err := Generate(g.scheme, pw, Params{User: user, Rounds: g.rounds})
 			if err != nil {
 				t.Errorf("Generate(%s, r=%d): %v", g.scheme, g.rounds, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/maildirector/maildirector/director/store/memory"
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/gateway/imap"
+	"github.com/maildirector/maildirector/internal/authbuild"
 	"github.com/maildirector/maildirector/mechs"
 )
 
@@ -23,7 +24,7 @@ type app struct {
 	server   *gateway.Server
 	director *director.Director
 	pipeline *gateway.Pipeline
-	auth     *authDBs
+	auth     *authbuild.DBs
 }
 
 func newLogger(c config.Log, w *os.File) *slog.Logger {
@@ -39,7 +40,7 @@ func newLogger(c config.Log, w *os.File) *slog.Logger {
 // build turns cfg into the running parts, reporting every problem.
 func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 	var errs []error
-	adb, err := buildAuth(cfg, log)
+	adb, err := authbuild.Build(cfg, log)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -67,12 +68,12 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 	}
 	if len(errs) > 0 {
 		if adb != nil {
-			adb.close()
+			adb.Close()
 		}
 		return nil, errors.Join(errs...)
 	}
 	pipeline := &gateway.Pipeline{
-		Passdb:          adb.passdb,
+		Passdb:          adb.Passdb,
 		Director:        dir,
 		Ports:           map[string]int{"imap": cfg.Backend.Ports.IMAP},
 		Timeout:         cfg.Backend.Timeout,

@@ -65,7 +65,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 			a.pipeline.Self = append(a.pipeline.Self, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 		}
 	}
-	defer a.auth.close()
+	defer a.auth.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go a.director.Run(ctx)
@@ -79,7 +79,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if c := a.auth.cache; c != nil {
+				if c := a.auth.Cache; c != nil {
 					log.Info("auth cache flushed", "entries", c.Flush())
 				}
 			}

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package main
+// Package authbuild turns the configuration's auth, passdb and userdb
+// sections into running chains, with the explicit table of drivers (static,
+// ldap, sql). The binary and the integration tests build them the same way.
+package authbuild
 
 import (
 	"errors"
@@ -17,32 +20,36 @@ import (
 	"github.com/maildirector/maildirector/userdb"
 )
 
-// authDBs builds the passdb and userdb chains. LDAP and SQL databases
-// configured with the same file (and inline settings) share one instance,
-// and so one connection pool, as Dovecot's passdb and userdb do.
-type authDBs struct {
+// DBs are the passdb and userdb chains. LDAP and SQL databases configured
+// with the same file (and inline settings) share one instance, and so one
+// connection pool, as Dovecot's passdb and userdb do.
+type DBs struct {
+	Passdb *passdb.Chain
+	Userdb *userdb.Chain
+	// Cache is the auth cache, nil when auth.cache.size is 0.
+	Cache *passdb.Cache
+
 	log     *slog.Logger
 	shared  map[string]any
 	closers []func()
-	passdb  *passdb.Chain
-	userdb  *userdb.Chain
-	cache   *passdb.Cache
 }
 
-func buildAuth(cfg *config.Config, log *slog.Logger) (*authDBs, error) {
-	a := &authDBs{log: log, shared: map[string]any{}}
+// Build constructs the chains. It reads .conf.ext files but opens no
+// connection: pools connect on first use.
+func Build(cfg *config.Config, log *slog.Logger) (*DBs, error) {
+	a := &DBs{log: log, shared: map[string]any{}}
 	var errs []error
-	a.passdb = &passdb.Chain{
+	a.Passdb = &passdb.Chain{
 		UsernameFormat:  cfg.Auth.UsernameFormat,
 		MasterSeparator: cfg.Auth.MasterUserSeparator,
 		UsernameChars:   passdb.DefaultUsernameChars,
 		Log:             log,
 	}
 	if cfg.Auth.UsernameChars != nil {
-		a.passdb.UsernameChars = *cfg.Auth.UsernameChars
+		a.Passdb.UsernameChars = *cfg.Auth.UsernameChars
 	}
 	if cfg.Auth.Cache.Size > 0 {
-		a.cache = passdb.NewCache(int(cfg.Auth.Cache.Size), cfg.Auth.Cache.TTL, *cfg.Auth.Cache.NegativeTTL, nil)
+		a.Cache = passdb.NewCache(int(cfg.Auth.Cache.Size), cfg.Auth.Cache.TTL, *cfg.Auth.Cache.NegativeTTL, nil)
 	}
 	for i, p := range cfg.Passdb {
 		e, err := a.passdbEntry(i, p)
@@ -51,31 +58,32 @@ func buildAuth(cfg *config.Config, log *slog.Logger) (*authDBs, error) {
 			continue
 		}
 		if e.Master {
-			a.passdb.Masters = append(a.passdb.Masters, e)
+			a.Passdb.Masters = append(a.Passdb.Masters, e)
 		} else {
-			a.passdb.Entries = append(a.passdb.Entries, e)
+			a.Passdb.Entries = append(a.Passdb.Entries, e)
 		}
 	}
-	if len(cfg.Passdb) > 0 && len(a.passdb.Entries) == 0 && len(errs) == 0 {
+	if len(cfg.Passdb) > 0 && len(a.Passdb.Entries) == 0 && len(errs) == 0 {
 		errs = append(errs, errors.New("passdb: every passdb is a master passdb; ordinary users could never log in"))
 	}
-	a.userdb = &userdb.Chain{Log: log}
+	a.Userdb = &userdb.Chain{Log: log}
 	for i, u := range cfg.Userdb {
 		e, err := a.userdbEntry(i, u)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("userdb[%d] (%s): %w", i, u.Driver, err))
 			continue
 		}
-		a.userdb.Entries = append(a.userdb.Entries, e)
+		a.Userdb.Entries = append(a.Userdb.Entries, e)
 	}
 	if err := errors.Join(errs...); err != nil {
-		a.close()
+		a.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func (a *authDBs) close() {
+// Close closes the databases' idle connections.
+func (a *DBs) Close() {
 	for _, c := range a.closers {
 		c()
 	}
@@ -83,7 +91,7 @@ func (a *authDBs) close() {
 
 // open returns the database for a driver section, sharing LDAP and SQL
 // databases between passdb and userdb sections that name the same file.
-func (a *authDBs) open(driver, args string, settings map[string]string, passdbUse bool) (any, error) {
+func (a *DBs) open(driver, args string, settings map[string]string, passdbUse bool) (any, error) {
 	if driver == "static" {
 		db, err := static.New(args)
 		if err != nil {
@@ -161,7 +169,7 @@ func flatten(m map[string]string) string {
 	return b.String()
 }
 
-func (a *authDBs) passdbEntry(i int, p config.Passdb) (passdb.Entry, error) {
+func (a *DBs) passdbEntry(i int, p config.Passdb) (passdb.Entry, error) {
 	raw, err := a.open(p.Driver, p.Args, p.Settings, true)
 	if err != nil {
 		return passdb.Entry{}, err
@@ -210,12 +218,12 @@ func (a *authDBs) passdbEntry(i int, p config.Passdb) (passdb.Entry, error) {
 		errs = append(errs, fmt.Errorf("override_fields: %w", err))
 	}
 	if _, cacheable := db.(passdb.CacheKeyer); cacheable {
-		e.Cache = a.cache
+		e.Cache = a.Cache
 	}
 	return e, errors.Join(errs...)
 }
 
-func (a *authDBs) userdbEntry(i int, u config.Userdb) (userdb.Entry, error) {
+func (a *DBs) userdbEntry(i int, u config.Userdb) (userdb.Entry, error) {
 	raw, err := a.open(u.Driver, u.Args, u.Settings, false)
 	if err != nil {
 		return userdb.Entry{}, err
