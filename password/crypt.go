@@ -40,7 +40,7 @@ func verifyCrypt(raw []byte, plain string, p Params) (bool, error) {
 		// crypt(3) of an empty setting would match anything; Dovecot
 		// treats it as a mismatch.
 		return false, nil
-	case isBcrypt(s):
+	case strings.HasPrefix(s, "$2"):
 		return verifyBcrypt(raw, plain, p)
 	case strings.HasPrefix(s, "$1$"):
 		return verifyMD5CryptString(s, plain)

@@ -46,6 +46,7 @@ func doveadmVerifies(t *testing.T, bin, hash, user, plain string) (bool, string)
 // TestGeneratedVerifyInDovecot: what Generate makes, the real doveadm
 // verifies, and it refuses a wrong password.
 func TestGeneratedVerifyInDovecot(t *testing.T) {
+	t.Parallel() // the slow ones (Argon2, doveadm) overlap
 	bin := doveadm(t)
 	type gen struct {
 		scheme string

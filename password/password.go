@@ -52,7 +52,7 @@ func Generate(scheme, plain string, p Params) (string, error) {
 	if len(plain) > MaxPlainLen {
 		return "", errf(ErrInput, s.name, "password longer than %d bytes", MaxPlainLen)
 	}
-	raw, err := s.make(plain, p)
+	raw, err := s.newValue(plain, p)
 	if err != nil {
 		return "", err
 	}

@@ -123,8 +123,8 @@ func (s scheme) check(raw []byte, plain string, p Params) (bool, error) {
 	return subtle.ConstantTimeCompare(want, raw) == 1, nil
 }
 
-// make returns a fresh raw value for plain.
-func (s scheme) make(plain string, p Params) ([]byte, error) {
+// newValue returns a fresh raw value for plain.
+func (s scheme) newValue(plain string, p Params) ([]byte, error) {
 	if s.generate != nil {
 		return s.generate(plain, p)
 	}

@@ -49,6 +49,7 @@ func readVectors(t testing.TB) []vector {
 // TestDoveadmVectors: every hash made by the real doveadm verifies, and a
 // wrong password (one more byte in front) does not.
 func TestDoveadmVectors(t *testing.T) {
+	t.Parallel() // the slow ones (Argon2, doveadm) overlap
 	seen := map[string]int{}
 	for _, v := range readVectors(t) {
 		seen[v.scheme()]++

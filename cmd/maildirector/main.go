@@ -16,6 +16,8 @@ commands:
   serve -c FILE          run the gateway
   config check -c FILE   load and validate FILE, then exit
   version                print the version
+  pw [-s SCHEME] [-p PASSWORD] [-u USER] [-r ROUNDS] [-t HASH] | pw -l
+                         make or check a password hash, like doveadm pw
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -39,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return cmdConfigCheck(args[2:], stdout, stderr)
+	case "pw":
+		return cmdPw(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "maildirector", version)
 		return 0

@@ -139,38 +139,68 @@ type AuthReply struct {
 	Fields map[string]string // key=value fields, "user" included; flags have ""
 }
 
-// Auth asks Dovecot to authenticate user with PLAIN, as a login process
+// AuthRequest is one PLAIN login to ask Dovecot about.
+type AuthRequest struct{ Service, AuthzID, User, Password string }
+
+// Auth asks Dovecot to authenticate one PLAIN login, as a login process
 // for service would.
 func (d *DovecotAuth) Auth(service, authzid, user, password string) (AuthReply, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.id++
-	resp := base64.StdEncoding.EncodeToString([]byte(authzid + "\x00" + user + "\x00" + password))
-	d.conn.SetDeadline(time.Now().Add(30 * time.Second))
-	defer d.conn.SetDeadline(time.Time{})
-	if _, err := fmt.Fprintf(d.conn, "AUTH\t%d\tPLAIN\tservice=%s\tsecured\tno-penalty\tlip=127.0.0.1\trip=127.0.0.1\tresp=%s\n", d.id, service, resp); err != nil {
+	reps, err := d.AuthMany([]AuthRequest{{service, authzid, user, password}})
+	if err != nil {
 		return AuthReply{}, err
 	}
-	for {
+	return reps[0], nil
+}
+
+// AuthMany asks about many logins at once: the auth-client protocol
+// carries request ids, so requests are pipelined, at most 64 in flight.
+func (d *DovecotAuth) AuthMany(reqs []AuthRequest) ([]AuthReply, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	defer d.conn.SetDeadline(time.Time{})
+	out := make([]AuthReply, len(reqs))
+	byID := map[int]int{} // request id -> index
+	sent, got := 0, 0
+	for got < len(reqs) {
+		for sent < len(reqs) && sent-got < 64 {
+			r := reqs[sent]
+			d.id++
+			byID[d.id] = sent
+			resp := base64.StdEncoding.EncodeToString([]byte(r.AuthzID + "\x00" + r.User + "\x00" + r.Password))
+			if _, err := fmt.Fprintf(d.conn, "AUTH\t%d\tPLAIN\tservice=%s\tsecured\tno-penalty\tlip=127.0.0.1\trip=127.0.0.1\tresp=%s\n", d.id, r.Service, resp); err != nil {
+				return nil, err
+			}
+			sent++
+		}
 		line, err := d.r.ReadString('\n')
 		if err != nil {
-			return AuthReply{}, err
+			return nil, err
 		}
 		parts := strings.Split(strings.TrimSuffix(line, "\n"), "\t")
-		if len(parts) < 2 || parts[1] != fmt.Sprint(d.id) {
+		if len(parts) < 2 {
 			continue
 		}
-		rep := AuthReply{OK: parts[0] == "OK", Fields: map[string]string{}}
-		if parts[0] != "OK" && parts[0] != "FAIL" {
-			return rep, fmt.Errorf("unexpected reply %q", line)
+		var id int
+		fmt.Sscan(parts[1], &id)
+		idx, ok := byID[id]
+		if !ok {
+			continue
 		}
+		if parts[0] != "OK" && parts[0] != "FAIL" {
+			return nil, fmt.Errorf("unexpected reply %q", line)
+		}
+		rep := AuthReply{OK: parts[0] == "OK", Fields: map[string]string{}}
 		for _, f := range parts[2:] {
 			k, v, _ := strings.Cut(f, "=")
 			rep.Fields[k] = unescapeTab(v)
 		}
 		_, rep.Temp = rep.Fields["temp"]
-		return rep, nil
+		out[idx] = rep
+		delete(byID, id)
+		got++
 	}
+	return out, nil
 }
 
 // unescapeTab undoes Dovecot's tab escaping (\001 1, \001 t, \001 n).
