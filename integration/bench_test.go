@@ -4,6 +4,8 @@ package integration
 
 import (
 	"fmt"
+
+	"github.com/maildirector/maildirector/auth"
 	"os"
 	"strconv"
 	"strings"
@@ -121,4 +123,37 @@ func rssKiB(b *testing.B, pid int) int {
 	}
 	b.Fatal("no VmRSS")
 	return 0
+}
+
+// BenchmarkLDAPVerify measures LDAP-backed authentications per second
+// through the passdb chain as the gateway builds it (search as the bind
+// account, then the stored {SSHA} / SHA512-CRYPT / ... checked here), with
+// the auth cache off and on, 8 in parallel.
+//
+//	go test ./integration -run '^$' -bench LDAPVerify -benchtime 2000x
+func BenchmarkLDAPVerify(b *testing.B) {
+	s := startSlapd(b)
+	file := ldapConfExt(b, s, "bench-ldap.conf.ext", "")
+	for _, mode := range []struct{ name, auth string }{
+		{"cache-off", ""},
+		{"cache-on", "auth: {cache: {size: 10M, ttl: 1h}}\n"},
+	} {
+		dbs := buildChain(b, mode.auth+fmt.Sprintf("passdb: [{driver: ldap, args: %q}]\n", file))
+		b.Run(mode.name, func(b *testing.B) {
+			var next atomic.Int64
+			b.SetParallelism(4)
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					// 64 users, so that the cache has something to hit.
+					n := int(next.Add(1) % 64)
+					res, err := verifyPlain(b, dbs, "", seedUser(n), seedPassword(n))
+					if err != nil || res.Status != auth.StatusOK {
+						b.Errorf("%s: %v %v", seedUser(n), res.Status, err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "logins/s")
+		})
+	}
 }
