@@ -4,6 +4,7 @@ package auth
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -17,7 +18,7 @@ type Lookup func(name string) (value string, ok bool)
 var shortVars = map[byte]string{
 	'u': "user", 'n': "username", 'd': "domain", 's': "service",
 	'l': "lip", 'r': "rip", 'a': "lport", 'b': "rport",
-	'm': "mech", 'c': "secured", 'w': "password", 'k': "cert",
+	'm': "mech", 'c': "secured", 'w': "password", 'k': "cert", 'p': "pid",
 	// %$ is the value of the attribute an LDAP attrs item maps (Dovecot's
 	// "attr=field=template"); only that lookup knows it.
 	'$': "$",
@@ -185,6 +186,9 @@ func (r *Request) Vars() Lookup {
 			return "", true
 		case "session":
 			return r.Session, true
+		case "pid":
+			// The auth client's process: the gateway itself.
+			return strconv.Itoa(os.Getpid()), true
 		}
 		return "", false
 	}

@@ -30,8 +30,34 @@ func (e *env) findUser(t *testing.T, ip string) string {
 }
 
 // loggedIn reports how often user logged in on backend b, by its log.
+// Dovecot writes its log through a log process, a moment after the login
+// itself, so a count of 0 is only believed after a short wait.
 func loggedIn(b *harness.Dovecot, user string) int {
-	return strings.Count(b.Log(), "Login: user=<"+user+">")
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		n := strings.Count(b.Log(), "Login: user=<"+user+">")
+		if n > 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logHas reports whether b's log contains all of subs, waiting a little
+// for Dovecot's log process.
+func logHas(b *harness.Dovecot, subs ...string) bool {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		all := true
+		log := b.Log()
+		for _, s := range subs {
+			all = all && strings.Contains(log, s)
+		}
+		if all || time.Now().After(deadline) {
+			return all
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestBigAppendAndFetch sends a 10 MB message through the relay and reads
@@ -197,7 +223,7 @@ func TestMasterUserLogin(t *testing.T) {
 	}
 	c.ok("SELECT INBOX")
 	b := e.backendByIP(e.ringBackend(u))
-	if !strings.Contains(b.Log(), "Login: user=<"+u+">") || !strings.Contains(b.Log(), "master") {
+	if !logHas(b, "Login: user=<"+u+">", "master") {
 		t.Fatalf("backend %s did not log a master login for %s:\n%s", b.Opts.IP, u, lastLines(b.Log(), 5))
 	}
 }

@@ -5,6 +5,7 @@ package integration
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,7 +67,7 @@ func TestLDAPThroughGateway(t *testing.T) {
 			t.Fatal(st)
 		}
 		b := e.backendByIP(e.ringBackend(u))
-		if !strings.Contains(b.Log(), "Login: user=<"+u+">") || !strings.Contains(b.Log(), "master") {
+		if !logHas(b, "Login: user=<"+u+">", "master") {
 			t.Fatalf("backend did not log a master login for %s:\n%s", u, lastLines(b.Log(), 5))
 		}
 		if st := login(t, "127.0.4.3", u+"*proxymaster", "wrong"); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
@@ -94,6 +95,14 @@ func TestLDAPThroughGateway(t *testing.T) {
 				t.Errorf("%s/%s during the outage: %s, want %s", tc.user, tc.pass, st, tc.want)
 			}
 		}
+		// SIGHUP flushes the cache: now the cached user meets the outage.
+		if err := syscall.Kill(e.gw.Pid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return strings.Contains(e.gw.Log(), "auth cache flushed") })
+		if st := login(t, "127.0.4.5", cached, seedPassword(1)); !strings.HasPrefix(st, "NO [UNAVAILABLE]") {
+			t.Errorf("after the flush, during the outage: %s", st)
+		}
 		if err := s.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +118,16 @@ func TestLDAPThroughGateway(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	})
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+	}
 }
 
 // ldapMastersConfExt is a dovecot-ldap.conf.ext for ou=masters.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // clientIP gives user i its own loopback source address, so that the
@@ -58,6 +59,17 @@ func TestTwoHundredUsersStickToTheRing(t *testing.T) {
 	// Every backend's own log: a user logs in only on its ring backend,
 	// rounds times, always from its real address (forwarded with ID).
 	loginRe := regexp.MustCompile(`imap-login: Info: Login: user=<([^>]*)>, method=\S+, rip=([0-9.]+),`)
+	// Dovecot's log process writes a moment after the logins: wait for
+	// all of them (or give up and let the checks below say what is missing).
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		total := 0
+		for _, b := range e.backends {
+			total += len(loginRe.FindAllString(b.Log(), -1))
+		}
+		if total >= nUsers*rounds {
+			break
+		}
+	}
 	seen := map[string]map[string]int{} // user -> backend -> count
 	for _, b := range e.backends {
 		for _, m := range loginRe.FindAllStringSubmatch(b.Log(), -1) {
