@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -31,19 +30,17 @@ type Config struct {
 	Userdb         []Userdb `yaml:"userdb"`
 	Director       Director `yaml:"director"`
 	Backend        Backend  `yaml:"backend"`
+	LMTP           LMTP     `yaml:"lmtp"`
 	Limits         Limits   `yaml:"limits"`
 	Log            Log      `yaml:"log"`
-	trusted        []netip.Prefix
-}
+	// HAProxyTrustedNetworks may send PROXY protocol headers to listeners
+	// with haproxy: true (Dovecot's haproxy_trusted_networks).
+	HAProxyTrustedNetworks []string `yaml:"haproxy_trusted_networks"`
+	// HAProxyTimeout bounds the wait for the PROXY header (default 3s).
+	HAProxyTimeout time.Duration `yaml:"haproxy_timeout"`
 
-// Listener is one address the gateway accepts clients on.
-type Listener struct {
-	// Protocol is "imap", or "imaps" for implicit TLS.
-	Protocol string `yaml:"protocol"`
-	Address  string `yaml:"address"`
-	// TLS is "implicit", "starttls" or "none". Default: implicit for imaps;
-	// starttls for imap when a certificate is configured, else none.
-	TLS string `yaml:"tls"`
+	trusted []netip.Prefix
+	haproxy []netip.Prefix
 }
 
 // TLS is the gateway's certificate for clients.
@@ -132,23 +129,6 @@ type Director struct {
 	UsernameHash string `yaml:"username_hash"`
 }
 
-// Backend configures how the gateway reaches and logs in to backends.
-type Backend struct {
-	Ports Ports `yaml:"ports"`
-	// Timeout bounds connecting to and logging in on a backend, retries
-	// included (Dovecot's login_proxy_timeout; a passdb proxy_timeout field
-	// overrides it per user).
-	Timeout time.Duration `yaml:"timeout"`
-	// ConnectAttempts is how many times a refused or timed-out connection
-	// is tried before the client gets a temporary failure.
-	ConnectAttempts int `yaml:"connect_attempts"`
-}
-
-// Ports are the default backend ports per protocol.
-type Ports struct {
-	IMAP int `yaml:"imap"`
-}
-
 // Limits bound what a client may do before it has logged in.
 type Limits struct {
 	LoginTimeout    time.Duration `yaml:"login_timeout"`
@@ -196,9 +176,8 @@ func Parse(data []byte) (*Config, error) {
 
 // Defaults, mostly Dovecot 2.3's.
 const (
-	DefaultIMAPPort        = 143
 	DefaultBackendTimeout  = 30 * time.Second // login_proxy_timeout
-	DefaultConnectAttempts = 3                // 1 + login_proxy_max_reconnects... bounded
+	DefaultConnectAttempts = 3                // tries before [UNAVAILABLE]
 	DefaultLoginTimeout    = 3 * time.Minute  // login processes' client timeout
 	DefaultMaxLineLength   = 8192
 	DefaultMaxAuthFailures = 3
@@ -206,14 +185,10 @@ const (
 )
 
 func (c *Config) applyDefaults() {
-	if c.Backend.Ports.IMAP == 0 {
-		c.Backend.Ports.IMAP = DefaultIMAPPort
-	}
-	if c.Backend.Timeout == 0 {
-		c.Backend.Timeout = DefaultBackendTimeout
-	}
-	if c.Backend.ConnectAttempts == 0 {
-		c.Backend.ConnectAttempts = DefaultConnectAttempts
+	c.Backend.applyDefaults()
+	c.LMTP.applyDefaults()
+	if c.HAProxyTimeout == 0 {
+		c.HAProxyTimeout = 3 * time.Second
 	}
 	if c.Limits.LoginTimeout == 0 {
 		c.Limits.LoginTimeout = DefaultLoginTimeout
@@ -241,18 +216,7 @@ func (c *Config) applyDefaults() {
 		c.Log.Format = "text"
 	}
 	for i := range c.Listen {
-		l := &c.Listen[i]
-		if l.TLS != "" {
-			continue
-		}
-		switch {
-		case l.Protocol == "imaps":
-			l.TLS = "implicit"
-		case c.TLS.Cert != "":
-			l.TLS = "starttls"
-		default:
-			l.TLS = "none"
-		}
+		c.Listen[i].applyDefaults(c.TLS.Cert != "")
 	}
 }
 
@@ -264,27 +228,19 @@ func (c *Config) validate() error {
 	if len(c.Listen) == 0 {
 		add("listen: at least one listener is needed")
 	}
-	for i, l := range c.Listen {
-		switch l.Protocol {
-		case "imap", "imaps":
-		default:
-			add("listen[%d]: unknown protocol %q (known: imap, imaps)", i, l.Protocol)
-		}
-		if _, _, err := net.SplitHostPort(l.Address); err != nil {
-			add("listen[%d]: address %q: %v", i, l.Address, err)
-		}
-		switch l.TLS {
-		case "none", "starttls", "implicit":
-		default:
-			add("listen[%d]: tls must be implicit, starttls or none, not %q", i, l.TLS)
-		}
-		if l.Protocol == "imaps" && l.TLS != "implicit" {
-			add("listen[%d]: imaps is implicit TLS; tls: %s contradicts it", i, l.TLS)
-		}
-		if l.TLS != "none" && (c.TLS.Cert == "" || c.TLS.Key == "") {
-			add("listen[%d]: tls %s needs tls.cert and tls.key", i, l.TLS)
-		}
+	for i := range c.Listen {
+		c.Listen[i].validate(add, i, c.TLS)
 	}
+	for _, n := range c.HAProxyTrustedNetworks {
+		p, err := parsePrefix(n)
+		if err != nil {
+			add("haproxy_trusted_networks: %v", err)
+			continue
+		}
+		c.haproxy = append(c.haproxy, p)
+	}
+	c.Backend.validate(add)
+	c.LMTP.validate(add)
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		add("tls: cert and key go together")
 	}
@@ -310,12 +266,6 @@ func (c *Config) validate() error {
 	}
 	if len(c.Director.Backends) == 0 {
 		add("director.backends: at least one backend is needed")
-	}
-	if p := c.Backend.Ports.IMAP; p < 1 || p > 65535 {
-		add("backend.ports.imap: %d is not a port", p)
-	}
-	if c.Backend.ConnectAttempts < 1 || c.Backend.ConnectAttempts > 10 {
-		add("backend.connect_attempts: want 1..10")
 	}
 	if c.Limits.MaxLineLength < 1024 {
 		add("limits.max_line_length: at least 1024")
@@ -366,3 +316,6 @@ func parsePrefix(s string) (netip.Prefix, error) {
 
 // Trusted returns the parsed trusted_networks.
 func (c *Config) Trusted() []netip.Prefix { return c.trusted }
+
+// HAProxyTrusted returns the parsed haproxy_trusted_networks.
+func (c *Config) HAProxyTrusted() []netip.Prefix { return c.haproxy }
