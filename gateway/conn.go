@@ -48,7 +48,7 @@ type ClientConn struct {
 	deadline time.Time
 }
 
-func newClientConn(c net.Conn, l *Listener, log *slog.Logger, maxLine int, deadline time.Time) *ClientConn {
+func newClientConn(c net.Conn, l *Listener, log *slog.Logger, maxLine int, deadline time.Time, peer, local netip.AddrPort) *ClientConn {
 	cc := &ClientConn{
 		conn:     c,
 		Listener: l,
@@ -56,17 +56,23 @@ func newClientConn(c net.Conn, l *Listener, log *slog.Logger, maxLine int, deadl
 		TTL:      DefaultProxyTTL,
 		maxLine:  maxLine,
 		deadline: deadline,
+		Peer:     peer,
+		Remote:   peer,
+		Local:    local,
 	}
-	cc.Peer = addrPort(c.RemoteAddr())
-	cc.Remote = cc.Peer
-	cc.Local = addrPort(c.LocalAddr())
-	cc.Trusted = l.trusted(cc.Peer.Addr())
+	// A UNIX socket's peer is on this machine: trusted, like Dovecot's
+	// local connections.
+	cc.Trusted = l.unix() || l.trusted(cc.Peer.Addr())
 	if _, ok := c.(*tls.Conn); ok {
 		cc.TLS = true
 	}
 	cc.R = bufio.NewReaderSize(c, maxLine)
 	cc.W = bufio.NewWriterSize(c, 4096)
-	cc.Log = log.With("session", cc.Session, "service", l.Protocol, "remote", cc.Remote.String())
+	remote := "local"
+	if cc.Remote.IsValid() {
+		remote = cc.Remote.String()
+	}
+	cc.Log = log.With("session", cc.Session, "service", l.Protocol, "remote", remote)
 	c.SetDeadline(deadline)
 	return cc
 }
@@ -94,7 +100,7 @@ func (c *ClientConn) Conn() net.Conn { return c.conn }
 // it is TLS, from a trusted network, or local (client and server on one
 // address), as Dovecot decides "secured".
 func (c *ClientConn) Secured() bool {
-	return c.TLS || c.Trusted || c.Peer.Addr() == c.Local.Addr()
+	return c.TLS || c.Trusted || (c.Peer.IsValid() && c.Peer.Addr() == c.Local.Addr())
 }
 
 // ReadLine reads one line, without its CRLF (or bare LF), of at most the

@@ -4,9 +4,11 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -23,6 +25,62 @@ const (
 	// proxy_host_immediate_failure_after).
 	immediateFailureAfter = 30 * time.Second
 )
+
+// Connect dials t's backend for client c: the TCP connection (with
+// retries), a PROXY v2 header when configured, and the TLS handshake for
+// ssl=yes. Failures are temporary, except a backend certificate that does
+// not verify, which is internal (configuration).
+func (p *Pipeline) Connect(ctx context.Context, t *Target, remote, local netip.AddrPort) (*BackendConn, error) {
+	conn, err := p.Dial(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if p.SendProxyProtocol {
+		if err := writeProxyHeader(conn, remote, local); err != nil {
+			conn.Close()
+			return nil, auth.Temporary(fmt.Sprintf("backend %s: PROXY header", t.Addr()), err)
+		}
+		t.Forwarded = true
+	}
+	b := NewBackendConn(conn)
+	if t.TLS == TLSImplicit {
+		if err := b.StartTLS(ctx, p.BackendTLSConfig(t)); err != nil {
+			b.Close()
+			return nil, ClassifyTLS(fmt.Sprintf("backend %s: TLS", t.Addr()), err)
+		}
+	}
+	return b, nil
+}
+
+// BackendTLSConfig is the TLS configuration for t's backend: verified
+// against the configured roots and the host name the passdb or director
+// gave (an IP is checked against the certificate's IP addresses), unless
+// any-cert.
+func (p *Pipeline) BackendTLSConfig(t *Target) *tls.Config {
+	var c *tls.Config
+	if p.TLSConfig != nil {
+		c = p.TLSConfig.Clone()
+	} else {
+		c = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	c.ServerName = t.Host
+	c.InsecureSkipVerify = t.AnyCert
+	return c
+}
+
+// ClassifyTLS classifies a failed backend TLS handshake: a certificate
+// that does not verify will not verify on a retry either (internal, a
+// configuration matter); anything else is the network's fault.
+func ClassifyTLS(op string, err error) error {
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return auth.Internal(op, err)
+	}
+	return auth.Temporary(op, err)
+}
 
 // Dial connects to t's backend, retrying refused or timed-out connections,
 // within t.Timeout. Failures are temporary.

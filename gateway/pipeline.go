@@ -4,12 +4,14 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
@@ -75,9 +77,17 @@ type Target struct {
 	Port     int
 	Timeout  time.Duration // connect + login budget
 	Route    string        // "pinned", "sticky" or "hashed"
+	// TLS is how the backend connection is protected: none, implicit
+	// (ssl=yes) or STARTTLS (starttls=yes); AnyCert skips verification
+	// (ssl=any-cert, starttls=any-cert).
+	TLS     TLSMode
+	AnyCert bool
 	// NotTrusted stops forwarding the client's address (proxy_not_trusted).
 	NotTrusted bool
-	Fields     auth.Fields
+	// Forwarded: a PROXY header already told the backend who the client
+	// is, so the protocol's own forwarding (ID, XCLIENT) is skipped.
+	Forwarded bool
+	Fields    auth.Fields
 
 	lease *director.Lease
 }
@@ -98,8 +108,16 @@ func (t *Target) Release() {
 type Pipeline struct {
 	Passdb   Authenticator
 	Director *director.Director
-	// Ports are the default backend ports by service ("imap": 143).
+	// Ports are the default backend ports by service ("imap": 143;
+	// "imaps": 993 is used with ssl=yes); HostPorts override them per
+	// backend IP.
 	Ports           map[string]int
+	HostPorts       map[string]map[string]int
+	// TLSConfig is the base for backend TLS (roots, client certificate);
+	// nil means the system's roots.
+	TLSConfig *tls.Config
+	// SendProxyProtocol sends a PROXY v2 header to backends.
+	SendProxyProtocol bool
 	Timeout         time.Duration // default backend connect+login budget
 	ConnectAttempts int
 	// Self lists the gateway's own listening addresses: a target among
@@ -150,7 +168,7 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 	if v, ok := f["pass"]; ok {
 		t.Password = v
 	}
-	if t.Port, err = p.port(req.Service, f.Get("port")); err != nil {
+	if t.TLS, t.AnyCert, err = backendTLS(f); err != nil {
 		return nil, err
 	}
 	if t.Timeout, err = p.timeout(f.Get("proxy_timeout")); err != nil {
@@ -170,6 +188,10 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 	if v := f.Get("hostip"); v != "" {
 		t.DialHost = v
 	}
+	if t.Port, err = p.port(req.Service, t.DialHost, t.TLS == TLSImplicit, f.Get("port")); err != nil {
+		t.Release()
+		return nil, err
+	}
 	if p.isSelf(t.DialHost, t.Port) {
 		t.Release()
 		return nil, auth.Internal("proxy", fmt.Errorf("proxying loops to itself: %s", t.Addr()))
@@ -177,10 +199,21 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 	return t, nil
 }
 
-func (p *Pipeline) port(service, field string) (int, error) {
+// port picks the backend port: the passdb's port field, else the
+// backend's own override, else the default, for the TLS variant of the
+// service when ssl=yes and one exists (imaps, pop3s).
+func (p *Pipeline) port(service, host string, implicitTLS bool, field string) (int, error) {
 	if field == "" {
-		if n := p.Ports[service]; n > 0 {
-			return n, nil
+		names := []string{service}
+		if implicitTLS {
+			names = []string{service + "s", service}
+		}
+		for _, ports := range []map[string]int{p.HostPorts[host], p.Ports} {
+			for _, name := range names {
+				if n := ports[name]; n > 0 {
+					return n, nil
+				}
+			}
 		}
 		return 0, auth.Internal("proxy", fmt.Errorf("no backend port for %s", service))
 	}
@@ -189,6 +222,32 @@ func (p *Pipeline) port(service, field string) (int, error) {
 		return 0, auth.Internal("proxy", fmt.Errorf("passdb field port=%q is not a port", field))
 	}
 	return n, nil
+}
+
+// backendTLS reads the ssl and starttls fields: yes, any-cert, or off.
+func backendTLS(f auth.Fields) (TLSMode, bool, error) {
+	mode, anyCert := TLSNone, false
+	for _, k := range []string{"ssl", "starttls"} {
+		v, ok := f[k]
+		if !ok {
+			continue
+		}
+		switch strings.ToLower(v) {
+		case "no", "n", "false", "0":
+			continue
+		case "yes", "y", "", "1", "true":
+		case "any-cert":
+			anyCert = true
+		default:
+			return 0, false, auth.Internal("proxy", fmt.Errorf("passdb field %s=%q: want yes or any-cert", k, v))
+		}
+		if k == "ssl" {
+			mode = TLSImplicit
+		} else if mode == TLSNone {
+			mode = TLSStartTLS
+		}
+	}
+	return mode, anyCert, nil
 }
 
 // timeout reads a proxy_timeout field: seconds, or a Go duration.

@@ -4,6 +4,8 @@ package gateway
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -53,6 +55,23 @@ func (b *BackendConn) ReadLine() ([]byte, error) {
 
 // Close closes the connection.
 func (b *BackendConn) Close() error { return b.conn.Close() }
+
+// StartTLS runs the TLS handshake on the connection (after the protocol's
+// STARTTLS, or at once for ssl=yes). Nothing may be buffered: bytes read
+// before the handshake would be plaintext injected into the TLS session.
+func (b *BackendConn) StartTLS(ctx context.Context, cfg *tls.Config) error {
+	if b.R.Buffered() > 0 {
+		return errors.New("backend sent data before the TLS handshake")
+	}
+	tc := tls.Client(b.conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	b.conn = tc
+	b.R.Reset(tc)
+	b.W.Reset(tc)
+	return nil
+}
 
 // Session is one relayed login, as the registry lists it.
 type Session struct {

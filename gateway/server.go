@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 )
@@ -32,10 +34,19 @@ type Handler interface {
 
 // Listener is one listening address and the policy for its clients.
 type Listener struct {
-	Protocol  string // "imap"
+	Protocol string // the service: "imap", "pop3", "sieve", "lmtp"
+	// Address is "IP:port", or a UNIX socket's path (starting with "/").
 	Address   string
+	Mode      os.FileMode // a UNIX socket's permissions
 	TLSMode   TLSMode
 	TLSConfig *tls.Config
+	// Allow limits who may connect (nil: anyone).
+	Allow []netip.Prefix
+	// HAProxy: clients are load balancers in HAProxyTrusted that send a
+	// PROXY v1/v2 header first; anybody else is refused.
+	HAProxy        bool
+	HAProxyTrusted []netip.Prefix
+	HAProxyTimeout time.Duration
 	// Trusted networks may forward client addresses (IMAP ID) and count
 	// as secured (Dovecot's login_trusted_networks).
 	Trusted []netip.Prefix
@@ -47,14 +58,19 @@ type Listener struct {
 	ln net.Listener
 }
 
-func (l *Listener) trusted(a netip.Addr) bool {
-	for _, p := range l.Trusted {
+func (l *Listener) trusted(a netip.Addr) bool { return contains(l.Trusted, a) }
+
+func contains(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
 		if p.Contains(a) {
 			return true
 		}
 	}
 	return false
 }
+
+// unix reports whether the listener is a UNIX socket.
+func (l *Listener) unix() bool { return strings.HasPrefix(l.Address, "/") }
 
 // Addr returns the bound address (useful with port 0), nil before Start.
 func (l *Listener) Addr() net.Addr {
@@ -86,18 +102,42 @@ type Server struct {
 func (s *Server) Start() error {
 	s.conns = map[net.Conn]struct{}{}
 	for _, l := range s.Listeners {
-		ln, err := net.Listen("tcp", l.Address)
+		ln, err := listen(l)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen %s %s: %w", l.Protocol, l.Address, err)
-		}
-		if l.TLSMode == TLSImplicit {
-			ln = tls.NewListener(ln, l.TLSConfig)
 		}
 		l.ln = ln
 		s.Log.Info("listening", "service", l.Protocol, "address", ln.Addr().String(), "tls", tlsModeName(l.TLSMode))
 	}
 	return nil
+}
+
+// listen binds a TCP address or a UNIX socket (a stale socket file left
+// by an earlier run is replaced; anything else at the path is an error).
+func listen(l *Listener) (net.Listener, error) {
+	if !l.unix() {
+		return net.Listen("tcp", l.Address)
+	}
+	if fi, err := os.Lstat(l.Address); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", l.Address)
+		}
+		os.Remove(l.Address)
+	}
+	ln, err := net.Listen("unix", l.Address)
+	if err != nil {
+		return nil, err
+	}
+	mode := l.Mode
+	if mode == 0 {
+		mode = 0o660
+	}
+	if err := os.Chmod(l.Address, mode); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 func tlsModeName(m TLSMode) string {
@@ -159,19 +199,42 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn) {
 		s.mu.Unlock()
 		c.Close()
 	}()
-	cc := newClientConn(c, l, s.Log, s.Limits.MaxLine, time.Now().Add(s.Limits.LoginTimeout))
 	defer func() {
 		// A bug in one session must not take the gateway down.
 		if r := recover(); r != nil {
-			cc.Log.Error("panic in session", "reason", fmt.Sprint(r), "stack", string(debug.Stack()))
+			s.Log.Error("panic in session", "service", l.Protocol, "reason", fmt.Sprint(r), "stack", string(debug.Stack()))
 		}
 	}()
-	if tc, ok := c.(*tls.Conn); ok {
-		if err := tc.HandshakeContext(ctx); err != nil {
-			cc.Log.Info("TLS handshake failed", "reason", err)
+	peer, local := addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+	log := s.Log.With("service", l.Protocol, "remote", peer.String())
+	if !l.unix() && l.Allow != nil && !contains(l.Allow, peer.Addr()) {
+		log.Info("connection refused: not in allow_networks")
+		return
+	}
+	var lbTLS bool
+	if l.HAProxy {
+		if !contains(l.HAProxyTrusted, peer.Addr()) {
+			log.Info("connection refused: PROXY protocol listener, peer not in haproxy_trusted_networks")
 			return
 		}
+		conn, info, err := readProxyHeader(c, l.HAProxyTimeout)
+		if err != nil {
+			log.Info("connection refused", "reason", err)
+			return
+		}
+		c, peer, local, lbTLS = conn, info.remote, info.local, info.tls
 	}
+	if l.TLSMode == TLSImplicit {
+		tc := tls.Server(c, l.TLSConfig)
+		c.SetDeadline(time.Now().Add(s.Limits.LoginTimeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			log.Info("TLS handshake failed", "reason", err)
+			return
+		}
+		c = tc
+	}
+	cc := newClientConn(c, l, s.Log, s.Limits.MaxLine, time.Now().Add(s.Limits.LoginTimeout), peer, local)
+	cc.TLS = cc.TLS || lbTLS
 	l.Handler.Serve(ctx, cc)
 }
 

@@ -4,6 +4,8 @@ package imap
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -21,7 +23,7 @@ import (
 // Like Dovecot's imap-proxy, it pipelines ID and the login command, uses
 // LOGIN for a normal login and AUTHENTICATE PLAIN for a master-user login
 // (authzid = user, authcid = master).
-func backendLogin(b *gateway.BackendConn, c *gateway.ClientConn, t *gateway.Target) (string, error) {
+func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.ClientConn, t *gateway.Target, p *gateway.Pipeline) (string, error) {
 	op := "backend " + t.Addr()
 	greeting, err := b.ReadLine()
 	if err != nil {
@@ -36,7 +38,19 @@ func backendLogin(b *gateway.BackendConn, c *gateway.ClientConn, t *gateway.Targ
 			return "", auth.Temporary(op+": capability", err)
 		}
 	}
-	if caps["ID"] && !t.NotTrusted {
+	if t.TLS == gateway.TLSStartTLS {
+		if !caps["STARTTLS"] {
+			return "", auth.Internal(op, errors.New("starttls=yes, but the backend does not offer STARTTLS"))
+		}
+		if err := backendStartTLS(ctx, b, p.BackendTLSConfig(t)); err != nil {
+			return "", err
+		}
+		// RFC 9051 6.2.1: capabilities are asked again after TLS.
+		if caps, err = requestCapabilities(b); err != nil {
+			return "", auth.Temporary(op+": capability", err)
+		}
+	}
+	if caps["ID"] && !t.NotTrusted && !t.Forwarded {
 		writeID(b, c)
 	}
 	var saslResponse string
@@ -82,6 +96,31 @@ func backendLogin(b *gateway.BackendConn, c *gateway.ClientConn, t *gateway.Targ
 		}
 		// Untagged data and the ID reply ("I OK"/"I NO") need no action.
 	}
+}
+
+// backendStartTLS runs STARTTLS on the backend connection.
+func backendStartTLS(ctx context.Context, b *gateway.BackendConn, cfg *tls.Config) error {
+	op := "backend STARTTLS"
+	b.W.WriteString("S STARTTLS\r\n")
+	if err := b.W.Flush(); err != nil {
+		return auth.Temporary(op, err)
+	}
+	for {
+		line, err := b.ReadLine()
+		if err != nil {
+			return auth.Temporary(op, err)
+		}
+		if rest, ok := bytes.CutPrefix(line, []byte("S ")); ok {
+			if !bytes.HasPrefix(bytes.ToUpper(rest), []byte("OK")) {
+				return auth.Internal(op, fmt.Errorf("backend refused STARTTLS: %q", line))
+			}
+			break
+		}
+	}
+	if err := b.StartTLS(ctx, cfg); err != nil {
+		return gateway.ClassifyTLS(op, err)
+	}
+	return nil
 }
 
 // loginResult classifies the backend's tagged reply to the login.

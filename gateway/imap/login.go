@@ -65,15 +65,14 @@ func (ss *session) proxyLogin(ctx context.Context, tag, mech string, creds mechs
 	// a backend that accepts connections but never answers is as bounded
 	// as one that refuses them.
 	deadline := time.Now().Add(t.Timeout)
-	dialCtx, cancel := context.WithDeadline(ctx, deadline)
-	conn, err := ss.srv.Pipeline.Dial(dialCtx, t)
-	cancel()
+	loginCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	b, err := ss.srv.Pipeline.Connect(loginCtx, t, c.Remote, c.Local)
 	if err != nil {
 		return false, ss.fail(tag, log, err)
 	}
-	b := gateway.NewBackendConn(conn)
-	conn.SetDeadline(deadline)
-	okLine, err := backendLogin(b, c, t)
+	b.Conn().SetDeadline(deadline)
+	okLine, err := backendLogin(loginCtx, b, c, t, ss.srv.Pipeline)
 	if err != nil {
 		b.Close()
 		return false, ss.fail(tag, log, err)
