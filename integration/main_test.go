@@ -91,6 +91,9 @@ type env struct {
 	dir      string
 	backends []*harness.Dovecot
 	port     int // IMAP port shared by all backends
+	// pop3Port, lmtpPort and sievePort: the other protocols' ports,
+	// shared by all backends too.
+	pop3Port, lmtpPort, sievePort int
 	users    map[string]string
 	gw       *harness.Gateway
 	gwAddr   string
@@ -120,14 +123,16 @@ func startBackendsWith(t testing.TB, ips []string, users map[string]string) *env
 	t.Helper()
 	requireTools(t, "dovecot", "doveadm")
 	e := &env{dir: testDir(t), users: users}
-	port, err := harness.FreePort(ips...)
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range []*int{&e.port, &e.pop3Port, &e.lmtpPort, &e.sievePort} {
+		port, err := harness.FreePort(ips...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*p = port
 	}
-	e.port = port
 	for _, ip := range ips {
 		d, err := harness.StartDovecot(harness.DovecotOptions{
-			IP: ip, IMAPPort: port,
+			IP: ip, IMAPPort: e.port, POP3Port: e.pop3Port, LMTPPort: e.lmtpPort, SievePort: e.sievePort,
 			Dir:      filepath.Join(e.dir, "b"+ip[strings.LastIndexByte(ip, '.')+1:]),
 			MailRoot: filepath.Join(e.dir, "mail"),
 			Users:    e.users,
@@ -190,9 +195,9 @@ func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string
   backends: [%s]
   user_expire: 15m
 backend:
-  ports: {imap: %d}
+  ports: {imap: %d, pop3: %d, lmtp: %d, sieve: %d}
   timeout: %s
-%s`, listeners, passdbs, strings.Join(backends, ", "), e.port, timeout, extra)
+%s`, listeners, passdbs, strings.Join(backends, ", "), e.port, e.pop3Port, e.lmtpPort, e.sievePort, timeout, extra)
 	gw, err := harness.StartGateway(bin, e.dir, yaml, e.gwAddr)
 	if err != nil {
 		t.Fatal(err)

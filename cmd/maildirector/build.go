@@ -4,6 +4,7 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,10 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	backendTLS, err := backendTLSConfig(cfg.Backend)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		if adb != nil {
 			adb.Close()
@@ -73,33 +78,51 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 		return nil, errors.Join(errs...)
 	}
 	pipeline := &gateway.Pipeline{
-		Passdb:          adb.Passdb,
-		Director:        dir,
-		Ports:           map[string]int{"imap": cfg.Backend.Ports.IMAP},
-		Timeout:         cfg.Backend.Timeout,
-		ConnectAttempts: cfg.Backend.ConnectAttempts,
-		Log:             log,
+		Passdb:            adb.Passdb,
+		Director:          dir,
+		Ports:             cfg.Backend.Ports.Map(),
+		HostPorts:         map[string]map[string]int{},
+		TLSConfig:         backendTLS,
+		SendProxyProtocol: cfg.Backend.SendProxyProtocol,
+		Timeout:           cfg.Backend.Timeout,
+		ConnectAttempts:   cfg.Backend.ConnectAttempts,
+		Log:               log,
+	}
+	for ip, h := range cfg.Backend.Hosts {
+		pipeline.HostPorts[ip] = h.Ports.Map()
 	}
 	registry := &gateway.Registry{}
-	imapServer := &imap.Server{
-		Pipeline:        pipeline,
-		Registry:        registry,
-		Mechs:           []mechs.Mechanism{mechs.Plain, mechs.Login},
-		MaxAuthFailures: cfg.Limits.MaxAuthFailures,
-		MaxBadCommands:  cfg.Limits.MaxBadCommands,
+	handlers := map[string]gateway.Handler{
+		"imap": &imap.Server{
+			Pipeline:        pipeline,
+			Registry:        registry,
+			Mechs:           []mechs.Mechanism{mechs.Plain, mechs.Login},
+			MaxAuthFailures: cfg.Limits.MaxAuthFailures,
+			MaxBadCommands:  cfg.Limits.MaxBadCommands,
+		},
 	}
 	srv := &gateway.Server{
 		Limits: gateway.Limits{LoginTimeout: cfg.Limits.LoginTimeout, MaxLine: cfg.Limits.MaxLineLength},
 		Log:    log,
 	}
-	for _, l := range cfg.Listen {
+	for i, l := range cfg.Listen {
+		h, ok := handlers[l.Service()]
+		if !ok {
+			errs = append(errs, fmt.Errorf("listen[%d]: %s is not available in this build", i, l.Protocol))
+			continue
+		}
 		gl := &gateway.Listener{
-			Protocol:       "imap",
+			Protocol:       l.Service(),
 			Address:        l.Address,
+			Mode:           os.FileMode(l.SocketMode()),
 			TLSConfig:      tlsConfig,
 			Trusted:        cfg.Trusted(),
 			AllowPlaintext: cfg.AllowPlaintext,
-			Handler:        imapServer,
+			Allow:          l.Allow(),
+			HAProxy:        l.HAProxy,
+			HAProxyTrusted: cfg.HAProxyTrusted(),
+			HAProxyTimeout: cfg.HAProxyTimeout,
+			Handler:        h,
 		}
 		switch l.TLS {
 		case "implicit":
@@ -109,5 +132,34 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 		}
 		srv.Listeners = append(srv.Listeners, gl)
 	}
+	if len(errs) > 0 {
+		adb.Close()
+		return nil, errors.Join(errs...)
+	}
 	return &app{server: srv, director: dir, pipeline: pipeline, auth: adb}, nil
+}
+
+// backendTLSConfig builds the base TLS configuration for backends: the
+// configured CA bundle (else the system's roots) and a client certificate.
+func backendTLSConfig(b config.Backend) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if b.TLSCAFile != "" {
+		pem, err := os.ReadFile(b.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("backend.tls_ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("backend.tls_ca_file: no certificate in %s", b.TLSCAFile)
+		}
+		c.RootCAs = roots
+	}
+	if b.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(b.TLSCert, b.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("backend.tls_cert: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
