@@ -111,15 +111,15 @@ type Pipeline struct {
 	// Ports are the default backend ports by service ("imap": 143;
 	// "imaps": 993 is used with ssl=yes); HostPorts override them per
 	// backend IP.
-	Ports           map[string]int
-	HostPorts       map[string]map[string]int
+	Ports     map[string]int
+	HostPorts map[string]map[string]int
 	// TLSConfig is the base for backend TLS (roots, client certificate);
 	// nil means the system's roots.
 	TLSConfig *tls.Config
 	// SendProxyProtocol sends a PROXY v2 header to backends.
 	SendProxyProtocol bool
-	Timeout         time.Duration // default backend connect+login budget
-	ConnectAttempts int
+	Timeout           time.Duration // default backend connect+login budget
+	ConnectAttempts   int
 	// Self lists the gateway's own listening addresses: a target among
 	// them is a proxy loop.
 	Self []netip.AddrPort

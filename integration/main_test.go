@@ -94,10 +94,10 @@ type env struct {
 	// pop3Port, lmtpPort and sievePort: the other protocols' ports,
 	// shared by all backends too.
 	pop3Port, lmtpPort, sievePort int
-	users    map[string]string
-	gw       *harness.Gateway
-	gwAddr   string
-	hosts    []director.Host
+	users                         map[string]string
+	gw                            *harness.Gateway
+	gwAddr                        string
+	hosts                         []director.Host
 	// backendTimeout is the gateway's backend.timeout ("10s" when empty).
 	backendTimeout string
 }
