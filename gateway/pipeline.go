@@ -139,6 +139,15 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 	if res.Status != auth.StatusOK {
 		return nil, &Refused{Status: res.Status}
 	}
+	return p.Route(ctx, req, res)
+}
+
+// Route decides where and as whom a user found by the passdb (or userdb)
+// is served: Dovecot's proxy fields (nologin, destuser, master, pass,
+// host, hostip, port, ssl, starttls, proxy_timeout, proxy_not_trusted,
+// director_tag), else the director. LMTP calls it per recipient, without
+// a login. On success the caller owns the Target and must Release it.
+func (p *Pipeline) Route(ctx context.Context, req *auth.Request, res auth.Result) (*Target, error) {
 	f := res.Fields
 	if f == nil {
 		f = auth.Fields{}
@@ -168,6 +177,7 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 	if v, ok := f["pass"]; ok {
 		t.Password = v
 	}
+	var err error
 	if t.TLS, t.AnyCert, err = backendTLS(f); err != nil {
 		return nil, err
 	}
@@ -199,9 +209,6 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 	return t, nil
 }
 
-// port picks the backend port: the passdb's port field, else the
-// backend's own override, else the default, for the TLS variant of the
-// service when ssl=yes and one exists (imaps, pop3s).
 func (p *Pipeline) port(service, host string, implicitTLS bool, field string) (int, error) {
 	if field == "" {
 		names := []string{service}
