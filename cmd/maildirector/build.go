@@ -15,6 +15,7 @@ import (
 	"github.com/maildirector/maildirector/director/store/memory"
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/gateway/imap"
+	"github.com/maildirector/maildirector/gateway/lmtp"
 	"github.com/maildirector/maildirector/internal/authbuild"
 	"github.com/maildirector/maildirector/mechs"
 )
@@ -100,6 +101,20 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 			MaxAuthFailures: cfg.Limits.MaxAuthFailures,
 			MaxBadCommands:  cfg.Limits.MaxBadCommands,
 		},
+	}
+	var lookup lmtp.Lookuper = adb.Passdb
+	if cfg.LMTP.Lookup == "userdb" {
+		lookup = adb.Userdb
+	}
+	handlers["lmtp"] = &lmtp.Server{
+		Pipeline:           pipeline,
+		Lookup:             lookup,
+		Hostname:           cfg.LMTP.Hostname,
+		RecipientDelimiter: *cfg.LMTP.RecipientDelimiter,
+		MaxRecipients:      cfg.LMTP.MaxRecipients,
+		MaxMessageSize:     int64(cfg.LMTP.MaxMessageSize),
+		Timeout:            cfg.LMTP.Timeout,
+		MaxBadCommands:     cfg.Limits.MaxBadCommands,
 	}
 	srv := &gateway.Server{
 		Limits: gateway.Limits{LoginTimeout: cfg.Limits.LoginTimeout, MaxLine: cfg.Limits.MaxLineLength},

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package lmtp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/gateway"
+)
+
+// rcpt handles RCPT TO: look the user up, route it, and pass the RCPT to
+// its backend, whose reply is the client's reply (Dovecot's LMTP proxy
+// does the same): 250 only when the backend said 250.
+func (s *session) rcpt(ctx context.Context, arg string) {
+	if !s.inMail {
+		s.badReply(reply{503, "5.5.1", "MAIL first"})
+		return
+	}
+	addr, _, err := parsePath(arg, "TO:")
+	if err != nil || addr == "" {
+		s.badReply(reply{501, "5.5.4", "Invalid TO"})
+		return
+	}
+	if s.srv.MaxRecipients > 0 && len(s.rcpts) >= s.srv.MaxRecipients {
+		s.reply(reply{452, "4.5.3", "Too many recipients"})
+		return
+	}
+	s.reply(s.route(ctx, addr))
+}
+
+func (s *session) route(ctx context.Context, addr string) reply {
+	c := s.c
+	log := c.Log.With("rcpt", addr)
+	if c.TTL <= 1 {
+		log.Error("lmtp: proxy TTL reached zero: a delivery loop")
+		return reply{554, "5.4.6", fmt.Sprintf("<%s> Proxying loops - TTL reached zero", addr)}
+	}
+	r := splitRecipient(addr, s.srv.RecipientDelimiter)
+	req := &auth.Request{Service: "lmtp", User: r.user, NoPassword: true,
+		Remote: c.Remote, Local: c.Local, Secured: c.Secured(), TLS: c.TLS, Session: c.Session}
+	res, err := s.srv.Lookup.Lookup(ctx, req)
+	switch {
+	case err != nil:
+		log.Warn("lmtp: lookup failed", "reason", err)
+		return tempFail(addr)
+	case res.Status == auth.StatusUserUnknown, res.Status == auth.StatusUserDisabled:
+		log.Info("lmtp: unknown user")
+		return unknownUser(addr)
+	case res.Status != auth.StatusOK:
+		log.Warn("lmtp: lookup gave no usable answer", "status", res.Status)
+		return tempFail(addr)
+	}
+	// nologin is about logins; mail is still delivered (Dovecot's LMTP
+	// proxy ignores it too).
+	if res.Fields.Has("nologin") {
+		res.Fields = res.Fields.Clone()
+		delete(res.Fields, "nologin")
+	}
+	t, err := s.srv.Pipeline.Route(ctx, req, res)
+	if err != nil {
+		log.Warn("lmtp: routing failed", "reason", err)
+		if auth.KindOf(err) == auth.KindInternal && strings.Contains(err.Error(), "loops") {
+			return reply{554, "5.4.6", fmt.Sprintf("<%s> Proxying loops to itself", addr)}
+		}
+		return tempFail(addr)
+	}
+	log = log.With("backend", t.Addr(), "route", t.Route)
+	be, failure := s.backendFor(ctx, t, addr, log)
+	if be == nil {
+		t.Release()
+		return failure
+	}
+	to := r.rewrite(t.User)
+	rr, err := be.cmd(fmt.Sprintf("RCPT TO:<%s>", to))
+	if err != nil {
+		be.failed = err
+		t.Release()
+		log.Warn("lmtp: backend lost at RCPT", "reason", err)
+		return backendFail(addr)
+	}
+	if !rr.ok() {
+		t.Release()
+		log.Info("lmtp: backend refused recipient", "reply", rr.String())
+		return rr
+	}
+	rc := &rcpt{addr: addr, to: to, be: be, target: t}
+	be.rcpts = append(be.rcpts, rc)
+	s.rcpts = append(s.rcpts, rc)
+	return rr
+}
+
+// backendFor returns the transaction's connection to t's backend, opening
+// it (and sending MAIL FROM) for the first recipient there. When it cannot,
+// the reply says what the recipient gets.
+func (s *session) backendFor(ctx context.Context, t *gateway.Target, addr string, log interface{ Warn(string, ...any) }) (*backend, reply) {
+	key := fmt.Sprintf("%s/%d/%v", t.Addr(), t.TLS, t.AnyCert)
+	if be, ok := s.backends[key]; ok {
+		if be.failed != nil {
+			return nil, backendFail(addr)
+		}
+		return be, reply{}
+	}
+	dctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	defer cancel()
+	be, err := s.dialBackend(dctx, t)
+	if err != nil {
+		log.Warn("lmtp: backend unavailable", "reason", err)
+		if auth.KindOf(err) == auth.KindInternal {
+			return nil, tempFail(addr)
+		}
+		return nil, backendFail(addr)
+	}
+	mr, err := be.mail(s.from, s.params)
+	if err != nil || !mr.ok() {
+		be.failed = errors.Join(errors.New("MAIL FROM refused"), fmtErr(mr, err))
+		s.backends[key] = be
+		if err != nil {
+			return nil, backendFail(addr)
+		}
+		// The backend's own verdict on the sender stands for its
+		// recipients (a 5xx there is the backend's to give).
+		return nil, mr
+	}
+	s.backends[key] = be
+	return be, reply{}
+}
