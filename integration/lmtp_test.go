@@ -277,3 +277,32 @@ print("python LMTP OK")
 		t.Fatalf("python3: %v\n%s", err, out)
 	}
 }
+
+// TestLMTPLookups: recipients are looked up in the passdb (LDAP here,
+// Dovecot's LMTP proxy way): an unknown one gets 550 5.1.1 from the gateway
+// itself, a directory outage 451 4.3.0 (never 5xx), mailHost pins.
+func TestLMTPLookups(t *testing.T) {
+	s := startSlapd(t)
+	e := startBackendsWith(t, []string{"127.0.0.11", "127.0.0.12"}, seedUsers())
+	file := ldapConfExt(t, s, "dovecot-ldap.conf.ext", "")
+	e.startLMTPGateway(t, fmt.Sprintf("  - {driver: ldap, args: %q}\n", file), "")
+	c := dialLMTP(t, e.gwAddr, "")
+	defer c.close()
+	c.cmd("LHLO mta")
+	pinned := seedUser(37) // mailHost 127.0.0.12
+	rr, data := c.deliver("s@example.org", []string{"nobody@example.com", seedUser(1), pinned}, message("ldap-1@test", "x"))
+	if !strings.HasPrefix(rr[0], "550 5.1.1") || !strings.HasPrefix(rr[1], "250") || !strings.HasPrefix(rr[2], "250") {
+		t.Fatalf("RCPT replies %v", rr)
+	}
+	if len(data) != 2 || !strings.HasPrefix(data[0], "250") || !strings.HasPrefix(data[1], "250") {
+		t.Fatalf("DATA replies %v", data)
+	}
+	if !savedOn(e.backendByIP("127.0.0.12"), pinned) {
+		t.Fatalf("%s not delivered on its mailHost", pinned)
+	}
+	s.Stop()
+	rr, _ = c.deliver("s@example.org", []string{seedUser(2)}, message("ldap-2@test", "x"))
+	if !strings.HasPrefix(rr[0], "451 4.3.0") {
+		t.Fatalf("directory down: %v", rr)
+	}
+}
