@@ -100,6 +100,9 @@ type env struct {
 	hosts                         []director.Host
 	// backendTimeout is the gateway's backend.timeout ("10s" when empty).
 	backendTimeout string
+	// backendExtra is YAML added to the gateway's backend section
+	// ("  tls_ca_file: ...\n").
+	backendExtra string
 }
 
 // userName is the i-th test user.
@@ -118,8 +121,9 @@ func startBackends(t testing.TB, ips []string, nUsers int) *env {
 	return startBackendsWith(t, ips, users)
 }
 
-// startBackendsWith starts the backends with the given users and passwords.
-func startBackendsWith(t testing.TB, ips []string, users map[string]string) *env {
+// startBackendsWith starts the backends with the given users and
+// passwords; mods adjust each backend's options.
+func startBackendsWith(t testing.TB, ips []string, users map[string]string, mods ...func(*harness.DovecotOptions)) *env {
 	t.Helper()
 	requireTools(t, "dovecot", "doveadm")
 	e := &env{dir: testDir(t), users: users}
@@ -131,12 +135,16 @@ func startBackendsWith(t testing.TB, ips []string, users map[string]string) *env
 		*p = port
 	}
 	for _, ip := range ips {
-		d, err := harness.StartDovecot(harness.DovecotOptions{
+		o := harness.DovecotOptions{
 			IP: ip, IMAPPort: e.port, POP3Port: e.pop3Port, LMTPPort: e.lmtpPort, SievePort: e.sievePort,
 			Dir:      filepath.Join(e.dir, "b"+ip[strings.LastIndexByte(ip, '.')+1:]),
 			MailRoot: filepath.Join(e.dir, "mail"),
 			Users:    e.users,
-		})
+		}
+		for _, m := range mods {
+			m(&o)
+		}
+		d, err := harness.StartDovecot(o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +205,7 @@ func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string
 backend:
   ports: {imap: %d, pop3: %d, lmtp: %d, sieve: %d}
   timeout: %s
-%s`, listeners, passdbs, strings.Join(backends, ", "), e.port, e.pop3Port, e.lmtpPort, e.sievePort, timeout, extra)
+%s%s`, listeners, passdbs, strings.Join(backends, ", "), e.port, e.pop3Port, e.lmtpPort, e.sievePort, timeout, e.backendExtra, extra)
 	gw, err := harness.StartGateway(bin, e.dir, yaml, e.gwAddr)
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,9 @@ type DovecotOptions struct {
 	// implicit TLS on IMAPSPort / POP3SPort when set.
 	SSLCert, SSLKey      string
 	IMAPSPort, POP3SPort int
+	// HAProxyIMAPPort, when set, is an extra IMAP listener that expects a
+	// PROXY protocol header (Dovecot's haproxy = yes) from 127.0.0.0/8.
+	HAProxyIMAPPort int
 	// Dir is the instance's own directory (config, base_dir, logs).
 	Dir string
 	// MailRoot is the maildir root shared by all backends (the "NFS").
@@ -87,6 +90,7 @@ ssl_key = <{{.SSLKey}}
 ssl = no
 {{- end}}
 postmaster_address = postmaster@example.com
+haproxy_trusted_networks = 127.0.0.0/8
 recipient_delimiter = +
 pop3_uidl_format = %08Xu%08Xv
 disable_plaintext_auth = no
@@ -130,6 +134,13 @@ service imap-login {
     address = {{.IP}}
     port = {{.IMAPSPort}}
   }
+{{- if .HAProxyIMAPPort}}
+  inet_listener imap_haproxy {
+    address = {{.IP}}
+    port = {{.HAProxyIMAPPort}}
+    haproxy = yes
+  }
+{{- end}}
   chroot =
   service_count = 0
   process_min_avail = 1
