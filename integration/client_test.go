@@ -33,6 +33,12 @@ func dial(t testing.TB, addr, from string) *client {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
+	return wrapClient(t, conn)
+}
+
+// wrapClient reads the greeting on an established connection.
+func wrapClient(t testing.TB, conn net.Conn) *client {
+	t.Helper()
 	conn.SetDeadline(time.Now().Add(2 * time.Minute))
 	c := &client{t: t, conn: conn, r: bufio.NewReaderSize(conn, 64*1024)}
 	if g := c.line(); !strings.HasPrefix(g, "* OK") {
