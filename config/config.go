@@ -47,6 +47,15 @@ type Config struct {
 type TLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+	// SNI lists more certificates; each is presented to clients that ask
+	// for one of its names (TLS SNI), the first one to all others.
+	SNI []CertKey `yaml:"sni"`
+}
+
+// CertKey is a PEM certificate chain and its key.
+type CertKey struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // Auth holds Dovecot's auth_* settings.

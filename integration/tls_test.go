@@ -5,6 +5,8 @@ package integration
 import (
 	"crypto/tls"
 	"fmt"
+	"os"
+	"path/filepath"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -100,4 +102,38 @@ print("python TLS OK")
 			t.Fatalf("curl: %v\n%s", err, out)
 		}
 	})
+}
+
+// TestSNI: each client gets the certificate for the name it asks for, and
+// the default certificate when it asks for none of them.
+func TestSNI(t *testing.T) {
+	e := startBackends(t, []string{"127.0.0.11"}, 2)
+	dir := testDir(t)
+	var files [3][2]string
+	for i, name := range []string{"mail.example.com", "imap.example.org", "mail.example.net"} {
+		sub := filepath.Join(dir, name)
+		os.MkdirAll(sub, 0o755)
+		c, k, err := harness.WriteSelfSignedCert(sub, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[i] = [2]string{c, k}
+	}
+	port, _ := harness.FreePort("127.0.0.1")
+	e.gwAddr = "127.0.0.1:" + strconv.Itoa(port)
+	e.startGatewayWith(t, fmt.Sprintf("  - {protocol: imaps, address: %q}\n", e.gwAddr), "proxy=y nopassword=y",
+		fmt.Sprintf("tls:\n  cert: %q\n  key: %q\n  sni:\n    - {cert: %q, key: %q}\n    - {cert: %q, key: %q}\n",
+			files[0][0], files[0][1], files[1][0], files[1][1], files[2][0], files[2][1]))
+	for sni, want := range map[string]string{"imap.example.org": "imap.example.org", "mail.example.net": "mail.example.net",
+		"": "mail.example.com", "other.example": "mail.example.com"} {
+		conn, err := tls.Dial("tcp", e.gwAddr, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("SNI %q: %v", sni, err)
+		}
+		got := conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+		conn.Close()
+		if got != want {
+			t.Errorf("SNI %q: got the certificate of %s, want %s", sni, got, want)
+		}
+	}
 }

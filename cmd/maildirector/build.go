@@ -67,6 +67,16 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 			errs = append(errs, fmt.Errorf("tls: %w", err))
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// Go picks, per handshake, the certificate whose names match the
+		// client's SNI, and the first one when none does.
+		for i, ck := range cfg.TLS.SNI {
+			c, err := tls.LoadX509KeyPair(ck.Cert, ck.Key)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("tls.sni[%d]: %w", i, err))
+				continue
+			}
+			tlsConfig.Certificates = append(tlsConfig.Certificates, c)
+		}
 	}
 	backendTLS, err := backendTLSConfig(cfg.Backend)
 	if err != nil {
