@@ -325,3 +325,35 @@ func TestCurl(t *testing.T) {
 		t.Fatalf("curl with a wrong password succeeded:\n%s", out)
 	}
 }
+
+// TestPassdbPortIsObeyed: a passdb port field beats backend.ports (the
+// memo's open question), for IMAP and LMTP.
+func TestPassdbPortIsObeyed(t *testing.T) {
+	e := startBackends(t, []string{"127.0.0.11", "127.0.0.12"}, 4)
+	realIMAP, realLMTP := e.port, e.lmtpPort
+	dead, _ := harness.FreePort("127.0.0.11", "127.0.0.12")
+	e.port, e.lmtpPort = dead, dead // nothing listens there
+	u := userName(1)
+
+	e.startGateway(t, "proxy=y nopassword=y", trusted)
+	c := dial(t, e.gwAddr, "")
+	if st := c.login(u, password(u)); !strings.HasPrefix(st, "NO [UNAVAILABLE]") {
+		t.Fatalf("without port=: %s", st)
+	}
+	c.close()
+
+	e.startGateway(t, fmt.Sprintf("proxy=y nopassword=y port=%d", realIMAP), trusted)
+	c = dial(t, e.gwAddr, "")
+	if st := c.login(u, password(u)); !strings.HasPrefix(st, "OK") {
+		t.Fatalf("with port=%d: %s", realIMAP, st)
+	}
+	c.close()
+
+	e.startLMTPGateway(t, staticPassdb(fmt.Sprintf("proxy=y nopassword=y port=%d", realLMTP)), "")
+	l := dialLMTP(t, e.gwAddr, "")
+	defer l.close()
+	l.cmd("LHLO mta")
+	if rr, data := l.deliver("s@example.org", []string{u}, message("port-1@test", "x")); !strings.HasPrefix(rr[0], "250") || len(data) != 1 || !strings.HasPrefix(data[0], "250") {
+		t.Fatalf("LMTP with port=%d: %v %v", realLMTP, rr, data)
+	}
+}
