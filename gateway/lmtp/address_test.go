@@ -2,7 +2,10 @@
 
 package lmtp
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParsePath(t *testing.T) {
 	addr, params, err := parsePath("FROM:<a@b.example> SIZE=1000 BODY=8BITMIME SMTPUTF8", "FROM:")
@@ -45,4 +48,20 @@ func TestRecipientDetail(t *testing.T) {
 	if r := splitRecipient("a+b@example.com", ""); r.user != "a+b@example.com" {
 		t.Fatalf("no delimiter %+v", r)
 	}
+}
+
+func FuzzParsePath(f *testing.F) {
+	for _, s := range []string{"FROM:<a@b> SIZE=1", "TO:<@r:u@d>", "TO:<>", "FROM:<<>>", "to:<a@b> NOTIFY=NEVER ORCPT=rfc822;x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		addr, _, err := parsePath(s, "TO:")
+		if err == nil && (len(addr) > len(s) || strings.ContainsAny(addr, "<> ")) {
+			t.Fatalf("%q gave address %q", s, addr)
+		}
+		r := splitRecipient(addr, "+")
+		if got := r.rewrite(r.user); got != addr {
+			t.Fatalf("rewrite to the same user changed %q into %q", addr, got)
+		}
+	})
 }
