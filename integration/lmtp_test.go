@@ -306,3 +306,40 @@ func TestLMTPLookups(t *testing.T) {
 		t.Fatalf("directory down: %v", rr)
 	}
 }
+
+// TestLMTPStartTLS: an MTA that insists on TLS gets STARTTLS on TCP LMTP
+// (Python's smtplib here).
+func TestLMTPStartTLS(t *testing.T) {
+	requireTools(t, "python3")
+	e := startBackends(t, []string{"127.0.0.11"}, 3)
+	cert, key, err := harness.WriteSelfSignedCert(e.dir, "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := harness.FreePort("127.0.0.1")
+	e.gwAddr = "127.0.0.1:" + strconv.Itoa(port)
+	e.startGatewayWith(t, fmt.Sprintf("  - {protocol: lmtp, address: %q}\n", e.gwAddr), staticPassdb("proxy=y nopassword=y"),
+		fmt.Sprintf("tls: {cert: %q, key: %q}\n", cert, key))
+	// smtplib's LMTP class greets with LHLO (its ehlo_msg).
+	script := fmt.Sprintf(`
+import smtplib, ssl
+conn = smtplib.LMTP("127.0.0.1", %d)
+conn.ehlo()
+assert conn.has_extn("starttls"), conn.esmtp_features
+ctx = ssl.create_default_context(cafile=%q)
+ctx.check_hostname = False
+conn.starttls(context=ctx)
+conn.ehlo()
+assert not conn.has_extn("starttls"), "STARTTLS offered again inside TLS"
+refused = conn.sendmail("s@example.org", [%q], b"Message-ID: <lmtptls-1@test>\r\n\r\nover TLS\r\n")
+assert not refused, refused
+print("LMTP STARTTLS OK", conn.sock.version())
+`, port, cert, userName(1))
+	out, err := exec.Command("python3", "-c", script).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "LMTP STARTTLS OK") {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	if e.delivered(t, userName(1), "lmtptls-1@test") != 1 {
+		t.Fatal("not delivered")
+	}
+}
