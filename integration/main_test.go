@@ -248,3 +248,5 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+func parseHosts(ips ...string) ([]director.Host, error) { return director.ParseHosts(ips) }

@@ -18,6 +18,18 @@ commands:
   version                print the version
   pw [-s SCHEME] [-p PASSWORD] [-u USER] [-r ROUNDS] [-t HASH] | pw -l
                          make or check a password hash, like doveadm pw
+  auth test [-c FILE] [-x key=value]... [-M MASTER] [--json] USER [PASSWORD]
+                         run the passdb chain like a login (password from stdin if not given)
+  auth lookup [-c FILE] [-x key=value]... [--json] USER
+                         look USER up in the passdb chain, without a password
+  user lookup [-c FILE] [-x key=value]... [--json] USER
+                         look USER up in the userdb chain
+  director map [-c FILE] [-x key=value]... [--json] USER
+                         which backend USER goes to, and why (pinned or hashed)
+
+The lookup tools exit 0 for OK, 1 when the databases said no, 75 when one
+could not answer (temporary), 70 on an internal failure, 2 on usage errors.
+-x takes service, rip, rport, lip, lport, mech, session, secured.
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -43,6 +55,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdConfigCheck(args[2:], stdout, stderr)
 	case "pw":
 		return cmdPw(args[1:], stdout, stderr)
+	case "auth":
+		return cmdAuth(args[1:], os.Stdin, stdout, stderr)
+	case "user":
+		return cmdUser(args[1:], stdout, stderr)
+	case "director":
+		return cmdDirector(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "maildirector", version)
 		return 0

@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/internal/authbuild"
+)
+
+// Exit statuses of the lookup tools, so that scripts can tell a refusal
+// from an outage (sysexits.h values where one fits).
+const (
+	exitOK       = 0
+	exitFailed   = 1  // the databases answered no
+	exitUsage    = 2  // bad arguments or configuration
+	exitInternal = 70 // EX_SOFTWARE: configuration or bug
+	exitTempFail = 75 // EX_TEMPFAIL: a database could not answer
+)
+
+// toolFlags are the flags every lookup tool takes.
+type toolFlags struct {
+	fs     *flag.FlagSet
+	conf   *string
+	json   *bool
+	master *string
+	info   multiFlag
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func newToolFlags(name string, stderr io.Writer) *toolFlags {
+	f := &toolFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f.fs.SetOutput(stderr)
+	f.conf = f.fs.String("c", "/etc/maildirector/maildirector.yaml", "configuration file")
+	f.json = f.fs.Bool("json", false, "print JSON")
+	f.master = f.fs.String("M", "", "log in as USER with this master user's password")
+	f.fs.Var(&f.info, "x", "request detail key=value: service, rip, rport, lip, lport, mech, session, secured (repeatable)")
+	return f
+}
+
+// request builds the auth.Request from -x key=value pairs (doveadm's -x).
+func (f *toolFlags) request(user string) (*auth.Request, error) {
+	req := &auth.Request{Service: "imap", User: user, Session: "auth-tool"}
+	var rip, lip netip.Addr
+	var rport, lport uint16
+	for _, kv := range f.info {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "service":
+			req.Service = v
+		case "rip", "lip":
+			a, err := netip.ParseAddr(v)
+			if err != nil {
+				return nil, fmt.Errorf("-x %s: %w", k, err)
+			}
+			if k == "rip" {
+				rip = a
+			} else {
+				lip = a
+			}
+		case "rport", "lport":
+			n, err := strconv.ParseUint(v, 10, 16)
+			if err != nil {
+				return nil, fmt.Errorf("-x %s: %w", k, err)
+			}
+			if k == "rport" {
+				rport = uint16(n)
+			} else {
+				lport = uint16(n)
+			}
+		case "mech":
+			req.Mech = strings.ToUpper(v)
+		case "session":
+			req.Session = v
+		case "secured":
+			req.Secured = v == "" || v == "yes" || v == "1"
+		default:
+			return nil, fmt.Errorf("-x %s: unknown (service, rip, rport, lip, lport, mech, session, secured)", k)
+		}
+	}
+	req.Remote, req.Local = netip.AddrPortFrom(rip, rport), netip.AddrPortFrom(lip, lport)
+	if *f.master != "" {
+		req.AuthzID, req.User = user, *f.master
+	}
+	return req, nil
+}
+
+// load reads the configuration and builds the chains, quietly.
+func (f *toolFlags) load(stderr io.Writer) (*config.Config, *authbuild.DBs, bool) {
+	cfg, err := config.Load(*f.conf)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return nil, nil, false
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dbs, err := authbuild.Build(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return nil, nil, false
+	}
+	return cfg, dbs, true
+}
+
+// outcome is what a tool prints.
+type outcome struct {
+	Command string            `json:"command"`
+	User    string            `json:"user"`
+	Result  string            `json:"result"` // ok, failed, tempfail, internal
+	Status  string            `json:"status,omitempty"`
+	Master  string            `json:"master,omitempty"`
+	Fields  map[string]string `json:"fields,omitempty"`
+	Error   string            `json:"error,omitempty"`
+	// director map
+	Backend string `json:"backend,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	HashKey string `json:"hash_key,omitempty"`
+	Hash    string `json:"hash,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
+func newOutcome(cmd, user string, res auth.Result, err error) outcome {
+	o := outcome{Command: cmd, User: user}
+	switch {
+	case err != nil && auth.KindOf(err) == auth.KindInternal:
+		o.Result, o.Error = "internal", err.Error()
+	case err != nil:
+		o.Result, o.Error = "tempfail", err.Error()
+	case res.Status == auth.StatusOK:
+		o.Result, o.Fields, o.Master = "ok", map[string]string(res.Fields), res.Master
+		if res.User != "" {
+			o.User = res.User
+		}
+	default:
+		o.Result, o.Status = "failed", res.Status.String()
+	}
+	return o
+}
+
+func (o outcome) exitCode() int {
+	switch o.Result {
+	case "ok":
+		return exitOK
+	case "failed":
+		return exitFailed
+	case "internal":
+		return exitInternal
+	}
+	return exitTempFail
+}
+
+// print writes o as doveadm auth test does (or as JSON) and returns the
+// exit status.
+func (o outcome) print(w io.Writer, asJSON bool, db string) int {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(o)
+		return o.exitCode()
+	}
+	switch o.Result {
+	case "ok":
+		if o.Master != "" {
+			fmt.Fprintf(w, "%s: %s auth succeeded (as master user %s)\n", db, o.User, o.Master)
+		} else if o.Command == "auth test" {
+			fmt.Fprintf(w, "%s: %s auth succeeded\n", db, o.User)
+		} else {
+			fmt.Fprintf(w, "%s: %s found\n", db, o.User)
+		}
+	case "failed":
+		fmt.Fprintf(w, "%s: %s failed: %s\n", db, o.User, o.Status)
+	case "tempfail":
+		fmt.Fprintf(w, "%s: %s: temporary failure: %s\n", db, o.User, o.Error)
+	default:
+		fmt.Fprintf(w, "%s: %s: internal failure: %s\n", db, o.User, o.Error)
+	}
+	if len(o.Fields) > 0 {
+		fmt.Fprintln(w, "extra fields:")
+		keys := make([]string, 0, len(o.Fields))
+		for k := range o.Fields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			v := o.Fields[k]
+			if k == "pass" {
+				v = "<hidden>"
+			}
+			fmt.Fprintf(w, "  %s=%s\n", k, v)
+		}
+	}
+	return o.exitCode()
+}
+
+func toolContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 60*time.Second)
+}
+
+// cmdAuth runs "auth test USER [PASSWORD]" and "auth lookup USER".
+func cmdAuth(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "test" && args[0] != "lookup") {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	sub := args[0]
+	f := newToolFlags("auth "+sub, stderr)
+	if err := f.fs.Parse(args[1:]); err != nil {
+		return exitUsage
+	}
+	rest := f.fs.Args()
+	if len(rest) < 1 || len(rest) > 2 || (sub == "lookup" && len(rest) != 1) {
+		fmt.Fprintf(stderr, "usage: maildirector auth %s [-c FILE] [-x key=value]... [-M MASTER] [--json] USER%s\n", sub,
+			map[string]string{"test": " [PASSWORD]", "lookup": ""}[sub])
+		return exitUsage
+	}
+	_, dbs, ok := f.load(stderr)
+	if !ok {
+		return exitUsage
+	}
+	defer dbs.Close()
+	req, err := f.request(rest[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return exitUsage
+	}
+	ctx, cancel := toolContext()
+	defer cancel()
+	var res auth.Result
+	if sub == "test" {
+		req.Password = ""
+		if len(rest) == 2 {
+			req.Password = rest[1]
+		} else if req.Password, err = readPassword(stdin); err != nil {
+			fmt.Fprintf(stderr, "maildirector: %v\n", err)
+			return exitUsage
+		}
+		res, err = dbs.Passdb.Verify(ctx, req)
+	} else {
+		req.NoPassword = true
+		res, err = dbs.Passdb.Lookup(ctx, req)
+	}
+	return newOutcome("auth "+sub, rest[0], res, err).print(stdout, *f.json, "passdb")
+}
+
+// cmdUser runs "user lookup USER" against the userdb chain.
+func cmdUser(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "lookup" {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	f := newToolFlags("user lookup", stderr)
+	if err := f.fs.Parse(args[1:]); err != nil || f.fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: maildirector user lookup [-c FILE] [-x key=value]... [--json] USER")
+		return exitUsage
+	}
+	_, dbs, ok := f.load(stderr)
+	if !ok {
+		return exitUsage
+	}
+	defer dbs.Close()
+	if len(dbs.Userdb.Entries) == 0 {
+		fmt.Fprintln(stderr, "maildirector: no userdb is configured")
+		return exitUsage
+	}
+	req, err := f.request(f.fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return exitUsage
+	}
+	req.NoPassword = true
+	ctx, cancel := toolContext()
+	defer cancel()
+	res, err := dbs.Userdb.Lookup(ctx, req)
+	return newOutcome("user lookup", f.fs.Arg(0), res, err).print(stdout, *f.json, "userdb")
+}
+
+// cmdDirector runs "director map USER": which backend the user goes to,
+// and why — pinned by the passdb's host field, or the ring's choice.
+func cmdDirector(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "map" {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	f := newToolFlags("director map", stderr)
+	if err := f.fs.Parse(args[1:]); err != nil || f.fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: maildirector director map [-c FILE] [-x key=value]... [--json] USER")
+		return exitUsage
+	}
+	cfg, dbs, ok := f.load(stderr)
+	if !ok {
+		return exitUsage
+	}
+	defer dbs.Close()
+	user := f.fs.Arg(0)
+	req, err := f.request(user)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return exitUsage
+	}
+	req.NoPassword = true
+	ctx, cancel := toolContext()
+	defer cancel()
+	res, err := dbs.Passdb.Lookup(ctx, req)
+	o := newOutcome("director map", user, res, err)
+	o.Fields = nil
+	if o.Result != "ok" {
+		return o.print(stdout, *f.json, "passdb")
+	}
+	if dest := res.Fields.Get("destuser"); dest != "" {
+		o.User = dest
+	}
+	if host := res.Fields.Get("host"); host != "" {
+		o.Backend, o.Reason = host, "pinned (passdb host field)"
+		return o.printMap(stdout, *f.json)
+	}
+	hosts, err := director.ParseHosts(cfg.Director.Backends)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return exitUsage
+	}
+	d, err := director.New(director.Config{Hosts: hosts, UsernameHash: cfg.Director.UsernameHash, Store: noStore{}})
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return exitUsage
+	}
+	key, err := d.HashKey(o.User)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return exitInternal
+	}
+	o.HashKey, o.Hash = key, fmt.Sprintf("%08x", director.UserHash(key))
+	ip, found, _ := d.Hashed(o.User, res.Fields.Get("director_tag"))
+	if !found {
+		o.Result, o.Error = "tempfail", "no usable backend in this group"
+		return o.printMap(stdout, *f.json)
+	}
+	o.Backend, o.Reason = ip, "hashed (the Director ring)"
+	o.Note = "a live sticky assignment, if the user has one, is known to the running gateway only"
+	return o.printMap(stdout, *f.json)
+}
+
+func (o outcome) printMap(w io.Writer, asJSON bool) int {
+	if asJSON {
+		return o.print(w, true, "")
+	}
+	if o.Backend == "" {
+		fmt.Fprintf(w, "director: %s: %s\n", o.User, o.Error)
+		return o.exitCode()
+	}
+	fmt.Fprintf(w, "user:     %s\n", o.User)
+	if o.HashKey != "" {
+		fmt.Fprintf(w, "hash:     %s (of %q)\n", o.Hash, o.HashKey)
+	}
+	fmt.Fprintf(w, "backend:  %s\nreason:   %s\n", o.Backend, o.Reason)
+	if o.Note != "" {
+		fmt.Fprintf(w, "note:     %s\n", o.Note)
+	}
+	return o.exitCode()
+}
+
+// noStore is a director.Store that is never used: director map asks the
+// ring only.
+type noStore struct{ director.Store }
