@@ -140,10 +140,19 @@ type Director struct {
 
 // Limits bound what a client may do before it has logged in.
 type Limits struct {
-	LoginTimeout    time.Duration `yaml:"login_timeout"`
-	MaxLineLength   int           `yaml:"max_line_length"`
-	MaxAuthFailures int           `yaml:"max_auth_failures"`
-	MaxBadCommands  int           `yaml:"max_bad_commands"`
+	// AuthFailureDelay delays every failed login's answer (Dovecot's
+	// auth_failure_delay, default 2s; "0s" turns it off).
+	AuthFailureDelay *time.Duration `yaml:"auth_failure_delay"`
+	// AuthPenaltyMax caps the per-address penalty that doubles with each
+	// failure (default 15s; "0s" turns the penalty off).
+	AuthPenaltyMax *time.Duration `yaml:"auth_penalty_max"`
+	// MaxUserIPConnections bounds one user's sessions from one address
+	// (Dovecot's mail_max_userip_connections, default 10; 0: none).
+	MaxUserIPConnections *int          `yaml:"max_userip_connections"`
+	LoginTimeout         time.Duration `yaml:"login_timeout"`
+	MaxLineLength        int           `yaml:"max_line_length"`
+	MaxAuthFailures      int           `yaml:"max_auth_failures"`
+	MaxBadCommands       int           `yaml:"max_bad_commands"`
 }
 
 // Log configures logging.
@@ -198,6 +207,18 @@ func (c *Config) applyDefaults() {
 	c.LMTP.applyDefaults()
 	if c.HAProxyTimeout == 0 {
 		c.HAProxyTimeout = 3 * time.Second
+	}
+	if c.Limits.AuthFailureDelay == nil {
+		d := 2 * time.Second
+		c.Limits.AuthFailureDelay = &d
+	}
+	if c.Limits.AuthPenaltyMax == nil {
+		d := 15 * time.Second
+		c.Limits.AuthPenaltyMax = &d
+	}
+	if c.Limits.MaxUserIPConnections == nil {
+		n := 10
+		c.Limits.MaxUserIPConnections = &n
 	}
 	if c.Limits.LoginTimeout == 0 {
 		c.Limits.LoginTimeout = DefaultLoginTimeout

@@ -69,6 +69,9 @@ func OutcomeOf(err error) (Outcome, string) {
 
 // Target is where and as whom an authenticated client is logged in.
 type Target struct {
+	// Account is the canonical user (after the passdb chain), for the
+	// session registry and limits; User is the name on the backend.
+	Account  string
 	User     string // user name on the backend (destuser, or the login user)
 	Master   string // master user for the backend login, "" for none
 	Password string // password for the backend login
@@ -118,6 +121,13 @@ type Pipeline struct {
 	TLSConfig *tls.Config
 	// SendProxyProtocol sends a PROXY v2 header to backends.
 	SendProxyProtocol bool
+	// Penalty slows failed logins down (nil: no delay, no penalty).
+	Penalty *Penalty
+	// Sessions and MaxUserIPConnections bound one user's simultaneous
+	// sessions from one address (Dovecot's mail_max_userip_connections;
+	// 0: no bound).
+	Sessions             *Registry
+	MaxUserIPConnections int
 	Timeout           time.Duration // default backend connect+login budget
 	ConnectAttempts   int
 	// Self lists the gateway's own listening addresses: a target among
@@ -132,14 +142,53 @@ type Pipeline struct {
 // Authenticate runs the passdb chain for req and decides the backend. On
 // success the caller owns the Target and must Release it.
 func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target, error) {
+	// An address that keeps failing waits before it may try again.
+	if wait := p.Penalty.Wait(req.Remote.Addr()); wait > 0 {
+		if p.Log != nil {
+			p.Log.Info("auth penalty", "service", req.Service, "session", req.Session, "rip", req.Remote.Addr().String(), "wait", wait)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, auth.Temporary("auth penalty", err)
+		}
+	}
 	res, err := p.Passdb.Verify(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if res.Status != auth.StatusOK {
+		p.LoginFailed(ctx, req, res.Status.String())
 		return nil, &Refused{Status: res.Status}
 	}
+	user := res.User
+	if user == "" {
+		user = req.User
+	}
+	if p.MaxUserIPConnections > 0 && p.Sessions != nil && req.Remote.IsValid() &&
+		p.Sessions.CountUserIP(user, req.Remote.Addr()) >= p.MaxUserIPConnections {
+		return nil, auth.Temporary("limit", fmt.Errorf("%s has %d sessions from %s already (max_userip_connections)",
+			user, p.MaxUserIPConnections, req.Remote.Addr()))
+	}
 	return p.Route(ctx, req, res)
+}
+
+// LoginFailed records a refused login — by the passdb chain, or by the
+// backend: one log line in a fixed shape for fail2ban
+// (msg="authentication failed" ... rip=ADDR), a penalty point for the
+// address, and the failure delay before the client hears the answer.
+func (p *Pipeline) LoginFailed(ctx context.Context, req *auth.Request, reason string) {
+	rip := ""
+	if req.Remote.IsValid() {
+		rip = req.Remote.Addr().String()
+	}
+	if p.Log != nil {
+		p.Log.Info("authentication failed", "service", req.Service, "session", req.Session, "user", req.User,
+			"rip", rip, "reason", reason)
+	}
+	if p.Penalty == nil {
+		return
+	}
+	p.Penalty.Failed(req.Remote.Addr())
+	sleep(ctx, p.Penalty.Delay)
 }
 
 // Route decides where and as whom a user found by the passdb (or userdb)
@@ -161,7 +210,7 @@ func (p *Pipeline) Route(ctx context.Context, req *auth.Request, res auth.Result
 	if res.User != "" {
 		user = res.User
 	}
-	t := &Target{User: user, Password: req.Password, Fields: f, NotTrusted: f.Has("proxy_not_trusted")}
+	t := &Target{Account: user, User: user, Password: req.Password, Fields: f, NotTrusted: f.Has("proxy_not_trusted")}
 	if res.Master != "" {
 		// A master user logged in for user ("user*master", or a SASL
 		// authorization identity): log in on the backend the same way,

@@ -124,6 +124,19 @@ func (r *Registry) List() []Session {
 	return out
 }
 
+// CountUserIP returns how many sessions user has from address ip.
+func (r *Registry) CountUserIP(user string, ip netip.Addr) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for s := range r.m {
+		if s.User == user && s.Remote.Addr() == ip {
+			n++
+		}
+	}
+	return n
+}
+
 // Kick ends every session of user and returns how many there were.
 func (r *Registry) Kick(user string) int {
 	r.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -355,5 +356,40 @@ func TestPassdbPortIsObeyed(t *testing.T) {
 	l.cmd("LHLO mta")
 	if rr, data := l.deliver("s@example.org", []string{u}, message("port-1@test", "x")); !strings.HasPrefix(rr[0], "250") || len(data) != 1 || !strings.HasPrefix(data[0], "250") {
 		t.Fatalf("LMTP with port=%d: %v %v", realLMTP, rr, data)
+	}
+}
+
+// TestPenalty: a burst of wrong passwords from one address slows that
+// address (the gateway logs each wait), not another; each failure is
+// logged in one fixed shape for fail2ban. Default limits, no trusted
+// networks.
+func TestPenalty(t *testing.T) {
+	e := startBackends(t, []string{"127.0.0.11"}, 4)
+	e.limits = "{auth_failure_delay: 0s, auth_penalty_max: 4s}"
+	e.startGateway(t, "proxy=y password=right", "allow_plaintext: true\n")
+	u := userName(1)
+	c := dial(t, e.gwAddr, "127.0.7.1")
+	for i := 0; i < 3; i++ {
+		if st := c.login(u, "wrong"); st != "NO [AUTHENTICATIONFAILED] Authentication failed." {
+			t.Fatalf("attempt %d: %s", i, st)
+		}
+	}
+	c.close()
+	other := dial(t, e.gwAddr, "127.0.7.2")
+	if st := other.login(u, "wrong"); !strings.HasPrefix(st, "NO [AUTHENTICATIONFAILED]") {
+		t.Fatal(st)
+	}
+	other.close()
+	log := e.gw.Log()
+	waits := regexp.MustCompile(`msg="auth penalty" .*rip=127\.0\.7\.1 wait=(\S+)`).FindAllStringSubmatch(log, -1)
+	if len(waits) != 2 || waits[0][1] != "2s" || waits[1][1] != "4s" {
+		t.Errorf("penalties for 127.0.7.1: %v, want waits of 2s then 4s", waits)
+	}
+	if strings.Contains(log, `msg="auth penalty" service=imap`) && regexp.MustCompile(`msg="auth penalty" .*rip=127\.0\.7\.2`).MatchString(log) {
+		t.Error("another address was penalized")
+	}
+	fails := regexp.MustCompile(`msg="authentication failed" service=imap session=\S+ user=`+regexp.QuoteMeta(u)+` rip=(127\.0\.7\.[12]) reason="password mismatch"`).FindAllStringSubmatch(log, -1)
+	if len(fails) != 4 {
+		t.Errorf("%d fail2ban lines, want 4:\n%s", len(fails), lastLines(log, 12))
 	}
 }

@@ -100,6 +100,10 @@ type env struct {
 	hosts                         []director.Host
 	// backendTimeout is the gateway's backend.timeout ("10s" when empty).
 	backendTimeout string
+	// limits is the gateway's limits section; empty means no failure
+	// delay and no penalty, so that tests with wrong passwords stay fast
+	// ("{}" gives the defaults).
+	limits string
 	// backendExtra is YAML added to the gateway's backend section
 	// ("  tls_ca_file: ...\n").
 	backendExtra string
@@ -189,6 +193,10 @@ func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string
 	if timeout == "" {
 		timeout = "10s"
 	}
+	limits := e.limits
+	if limits == "" {
+		limits = "{auth_failure_delay: 0s, auth_penalty_max: 0s}"
+	}
 	var backends []string
 	for _, b := range e.backends {
 		backends = append(backends, b.Opts.IP)
@@ -205,7 +213,8 @@ func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string
 backend:
   ports: {imap: %d, pop3: %d, lmtp: %d, sieve: %d}
   timeout: %s
-%s%s`, listeners, passdbs, strings.Join(backends, ", "), e.port, e.pop3Port, e.lmtpPort, e.sievePort, timeout, e.backendExtra, extra)
+%slimits: %s
+%s`, listeners, passdbs, strings.Join(backends, ", "), e.port, e.pop3Port, e.lmtpPort, e.sievePort, timeout, e.backendExtra, limits, extra)
 	gw, err := harness.StartGateway(bin, e.dir, yaml, e.gwAddr)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/gateway/imap"
 	"github.com/maildirector/maildirector/gateway/lmtp"
+	"github.com/maildirector/maildirector/gateway/pop3"
 	"github.com/maildirector/maildirector/internal/authbuild"
 	"github.com/maildirector/maildirector/mechs"
 )
@@ -98,12 +99,26 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 		Timeout:           cfg.Backend.Timeout,
 		ConnectAttempts:   cfg.Backend.ConnectAttempts,
 		Log:               log,
+		Penalty: &gateway.Penalty{
+			Delay:  *cfg.Limits.AuthFailureDelay,
+			Max:    *cfg.Limits.AuthPenaltyMax,
+			Exempt: cfg.Trusted(),
+		},
+		MaxUserIPConnections: *cfg.Limits.MaxUserIPConnections,
 	}
 	for ip, h := range cfg.Backend.Hosts {
 		pipeline.HostPorts[ip] = h.Ports.Map()
 	}
 	registry := &gateway.Registry{}
+	pipeline.Sessions = registry
 	handlers := map[string]gateway.Handler{
+		"pop3": &pop3.Server{
+			Pipeline:        pipeline,
+			Registry:        registry,
+			Mechs:           []mechs.Mechanism{mechs.Plain, mechs.Login},
+			MaxAuthFailures: cfg.Limits.MaxAuthFailures,
+			MaxBadCommands:  cfg.Limits.MaxBadCommands,
+		},
 		"imap": &imap.Server{
 			Pipeline:        pipeline,
 			Registry:        registry,

@@ -75,6 +75,10 @@ func (ss *session) proxyLogin(ctx context.Context, tag, mech string, creds mechs
 	okLine, err := backendLogin(loginCtx, b, c, t, ss.srv.Pipeline)
 	if err != nil {
 		b.Close()
+		var refused *gateway.Refused
+		if errors.As(err, &refused) {
+			ss.srv.Pipeline.LoginFailed(ctx, req, "backend refused the login")
+		}
 		return false, ss.fail(tag, log, err)
 	}
 	if err := c.Printf("%s %s", tag, okLine); err != nil {
@@ -82,7 +86,7 @@ func (ss *session) proxyLogin(ctx context.Context, tag, mech string, creds mechs
 		return true, nil
 	}
 	log.Info("proxy: logged in", "method", mech, "latency", time.Since(start).Round(time.Millisecond))
-	sess := &gateway.Session{ID: c.Session, Service: "imap", User: t.User, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
+	sess := &gateway.Session{ID: c.Session, Service: "imap", User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
 	in, out := gateway.Relay(c, b, sess, ss.srv.Registry)
 	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
 	return true, nil
