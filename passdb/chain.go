@@ -44,6 +44,27 @@ func (c *Chain) Lookup(ctx context.Context, req *auth.Request) (auth.Result, err
 	return c.run(ctx, req, false)
 }
 
+// Credentials looks req.User up without a password and returns the
+// stored password too, as "{SCHEME}data" (the entry's default scheme
+// filled in), so that a SASL mechanism that never sees the plaintext
+// (CRAM-MD5, DIGEST-MD5, SCRAM) can check the client's proof itself.
+// Dovecot's lookup_credentials. The password is "" when the deciding
+// passdb has none (nopassword, or auth_bind): such users cannot use those
+// mechanisms.
+func (c *Chain) Credentials(ctx context.Context, req *auth.Request) (res auth.Result, stored string, err error) {
+	res, err = c.runKeep(ctx, req)
+	if err != nil || res.Status != auth.StatusOK {
+		return res, "", err
+	}
+	stored = res.Fields["password"]
+	if res.Fields.Has("nopassword") {
+		stored = ""
+	}
+	delete(res.Fields, "password")
+	delete(res.Fields, "nopassword")
+	return res, stored, nil
+}
+
 func (c *Chain) log() *slog.Logger {
 	if c.Log == nil {
 		return slog.Default()
@@ -85,7 +106,15 @@ func (c *Chain) normalize(req *auth.Request) (*auth.Request, bool, error) {
 	return &r, true, nil
 }
 
-func (c *Chain) run(ctx context.Context, req0 *auth.Request, check bool) (auth.Result, error) {
+func (c *Chain) runKeep(ctx context.Context, req *auth.Request) (auth.Result, error) {
+	return c.walk(ctx, req, false, true)
+}
+
+func (c *Chain) run(ctx context.Context, req *auth.Request, check bool) (auth.Result, error) {
+	return c.walk(ctx, req, check, false)
+}
+
+func (c *Chain) walk(ctx context.Context, req0 *auth.Request, check, keep bool) (auth.Result, error) {
 	req, ok, err := c.normalize(req0)
 	if err != nil {
 		return auth.Result{}, err
@@ -94,7 +123,7 @@ func (c *Chain) run(ctx context.Context, req0 *auth.Request, check bool) (auth.R
 		c.log().Info("passdb: invalid characters in user name", "user", req0.User)
 		return auth.Result{Status: auth.StatusUserUnknown}, nil
 	}
-	s := &state{chain: c, req: req, check: check, list: c.Entries, fields: auth.Fields{}}
+	s := &state{chain: c, req: req, check: check, keep: keep, list: c.Entries, fields: auth.Fields{}}
 	if req.AuthzID != "" && req.AuthzID != req.User {
 		if len(c.Masters) == 0 {
 			c.log().Info("passdb: master login attempted without master passdbs", "user", req.User, "login_user", req.AuthzID)
@@ -110,6 +139,7 @@ type state struct {
 	chain       *Chain
 	req         *auth.Request
 	check       bool // verify the password (false: lookup only)
+	keep        bool // keep the stored password (Credentials)
 	list        []Entry
 	masterPhase bool
 	master      string // master user, once authenticated
@@ -153,7 +183,7 @@ func (s *state) walk(ctx context.Context) (auth.Result, error) {
 	}
 	for {
 		e := &s.list[i]
-		res, err := query(ctx, log, e, s.req, s.check || s.masterPhase)
+		res, err := query(ctx, log, e, s.req, s.check || s.masterPhase, s.keep && !s.masterPhase)
 		if e.Deny {
 			switch {
 			case err != nil:

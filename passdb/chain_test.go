@@ -292,3 +292,29 @@ func TestConcurrentVerify(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestCredentials(t *testing.T) {
+	d := &fakeDB{users: map[string]auth.Fields{
+		"alice": {"password": "{CRAM-MD5}abc", "host": "h"},
+		"bob":   {"password": "bare"},
+		"carol": {"nopassword": ""},
+	}}
+	c := chain(entry(d, func(e *Entry) { e.DefaultScheme = "SHA512-CRYPT" }))
+	ctx := context.Background()
+	res, stored, err := c.Credentials(ctx, &auth.Request{User: "alice"})
+	if err != nil || res.Status != auth.StatusOK || stored != "{CRAM-MD5}abc" || res.Fields["host"] != "h" {
+		t.Fatalf("alice: %+v %q %v", res, stored, err)
+	}
+	if _, leaked := res.Fields["password"]; leaked {
+		t.Fatal("the stored password stayed in the fields")
+	}
+	if _, stored, _ := c.Credentials(ctx, &auth.Request{User: "bob"}); stored != "{SHA512-CRYPT}bare" {
+		t.Fatalf("bob: default scheme not applied: %q", stored)
+	}
+	if _, stored, _ := c.Credentials(ctx, &auth.Request{User: "carol"}); stored != "" {
+		t.Fatalf("carol (nopassword): %q", stored)
+	}
+	if res, _, _ := c.Credentials(ctx, &auth.Request{User: "dave"}); res.Status != auth.StatusUserUnknown {
+		t.Fatalf("dave: %v", res.Status)
+	}
+}

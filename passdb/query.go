@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/password"
@@ -14,7 +15,9 @@ import (
 // query asks one entry about req: a lookup, and when check is set a
 // password check too (by the stored password, or by the database itself
 // for auth_bind). Answers come from the entry's cache when it has them.
-func query(ctx context.Context, log *slog.Logger, e *Entry, req *auth.Request, check bool) (auth.Result, error) {
+// keep leaves the stored password in the fields, tagged with the entry's
+// default scheme (for SASL mechanisms that check it themselves).
+func query(ctx context.Context, log *slog.Logger, e *Entry, req *auth.Request, check, keep bool) (auth.Result, error) {
 	var (
 		res auth.Result
 		err error
@@ -41,10 +44,16 @@ func query(ctx context.Context, log *slog.Logger, e *Entry, req *auth.Request, c
 	if err := applyFields(f, e.OverrideFields, req, false); err != nil {
 		return auth.Result{}, auth.Internal("passdb "+e.Name+": override_fields", err)
 	}
-	// The stored password never leaves the passdb layer.
 	delete(f, "user")
-	delete(f, "password")
-	delete(f, "nopassword")
+	if keep {
+		if pw, ok := f["password"]; ok && pw != "" && !strings.HasPrefix(pw, "{") {
+			f["password"] = "{" + e.defaultScheme() + "}" + pw
+		}
+	} else {
+		// The stored password never leaves the passdb layer.
+		delete(f, "password")
+		delete(f, "nopassword")
+	}
 	res.Fields = f
 	return res, nil
 }
