@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package mechs
+
+import (
+	"context"
+	"crypto/tls"
+
+	"github.com/maildirector/maildirector/auth"
+)
+
+// Verifier is what mechanisms that check the client's proof themselves
+// (CRAM-MD5, DIGEST-MD5, SCRAM) need from the passdb chain: the user's
+// extra fields and stored password, without a password check.
+// passdb.Chain satisfies it. stored is "{SCHEME}data", or "" when the
+// passdb holds no password for the user (nopassword, auth_bind): such a
+// user cannot use these mechanisms.
+type Verifier interface {
+	Credentials(ctx context.Context, req *auth.Request) (res auth.Result, stored string, err error)
+}
+
+// Info is what a mechanism may know about the connection.
+type Info struct {
+	Ctx      context.Context
+	Service  string // "imap", "pop3", "sieve" (DIGEST-MD5's digest-uri)
+	Hostname string // the server's name (CRAM-MD5 challenge, DIGEST-MD5 realm)
+	// TLS is the client connection's TLS state, nil on cleartext. -PLUS
+	// mechanisms take their channel binding from it (RFC 9266
+	// tls-exporter; RFC 5929 tls-unique for TLS 1.2).
+	TLS *tls.ConnectionState
+	// Verifier looks users up; Request builds the lookup's request for a
+	// user (with the client's address and session) — both nil for the
+	// plaintext mechanisms, which leave checking to the caller.
+	Verifier Verifier
+	Request  func(user, authzid string) *auth.Request
+}
+
+// Outcome is what a finished conversation established.
+type Outcome struct {
+	AuthzID string // requested authorization identity, "" when none
+	User    string // authentication identity
+	// Password is the plaintext password (PLAIN, LOGIN), for the caller
+	// to verify through the passdb chain and to forward to the backend.
+	Password string
+	// Checked: the mechanism itself verified the client (CRAM-MD5,
+	// DIGEST-MD5, SCRAM, EXTERNAL...): Auth is the passdb's answer, with
+	// its Status saying whether the proof was right (StatusOK) or not
+	// (StatusPasswordMismatch, StatusUserUnknown...).
+	Checked bool
+	Auth    auth.Result
+}
+
+// Server is one conversation of a mechanism that checks the client
+// itself. Next takes the client's response (nil: no initial response) and
+// returns the next challenge, or done. Errors: ErrMalformed for a response
+// that breaks the mechanism's syntax (BAD), auth.Error from the lookup
+// (temporary or internal failure); a wrong proof is not an error but a
+// done conversation whose Outcome says so.
+type Server interface {
+	Next(response []byte) (challenge []byte, done bool, err error)
+	Outcome() Outcome
+}
