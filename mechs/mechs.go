@@ -39,7 +39,14 @@ type Mechanism struct {
 	// Plaintext mechanisms carry the password in the clear: they are
 	// offered on cleartext connections only where plaintext is allowed.
 	Plaintext bool
-	Start     func() Exchange
+	// NeedsTLS mechanisms (the -PLUS ones, EXTERNAL) are offered only on
+	// TLS connections.
+	NeedsTLS bool
+	// Start begins a plaintext mechanism's exchange (PLAIN, LOGIN), whose
+	// credentials the caller checks; Check begins one of a mechanism that
+	// checks the client itself. Exactly one is set.
+	Start func() Exchange
+	Check func(Info) Server
 }
 
 // Plain is RFC 4616 PLAIN, parsed by go-sasl's server.

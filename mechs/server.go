@@ -33,6 +33,22 @@ type Info struct {
 	// plaintext mechanisms, which leave checking to the caller.
 	Verifier Verifier
 	Request  func(user, authzid string) *auth.Request
+	// CertUsernameField picks the user name in a client certificate for
+	// EXTERNAL: "commonName" (default) or "emailAddress".
+	CertUsernameField string
+	// AnonymousUser is the user ANONYMOUS logs in as (Dovecot's
+	// auth_anonymous_username, default "anonymous").
+	AnonymousUser string
+	// Tokens validates OAUTHBEARER / XOAUTH2 tokens; nil passes them to
+	// the backend with the same mechanism instead.
+	Tokens TokenValidator
+}
+
+// TokenValidator checks an OAuth 2.0 bearer token and returns the user
+// it was issued for. A token that is not (or no longer) valid is
+// ErrInvalidToken; anything else is an error classified as usual.
+type TokenValidator interface {
+	Validate(ctx context.Context, token string) (user string, err error)
 }
 
 // Outcome is what a finished conversation established.
@@ -48,6 +64,9 @@ type Outcome struct {
 	// (StatusPasswordMismatch, StatusUserUnknown...).
 	Checked bool
 	Auth    auth.Result
+	// Token and TokenMech: an OAuth token the gateway did not check, to be
+	// presented to the backend with the same mechanism.
+	Token, TokenMech string
 }
 
 // Server is one conversation of a mechanism that checks the client

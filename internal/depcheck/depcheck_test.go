@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 	"db/static":             {"auth"},
 	"db/ldap":               {"auth"},
 	"db/sql":                {"auth"},
-	"mechs":                 {"auth"},
+	"mechs":                 {"auth", "password"},
 	"director":              {"auth"},
 	"director/store/memory": {"director"},
 	"gateway":               {"auth", "director", "mechs"},
