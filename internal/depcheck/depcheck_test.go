@@ -24,10 +24,14 @@ var allowed = map[string][]string{
 	"db/ldap":               {"auth"},
 	"db/sql":                {"auth"},
 	"mechs":                 {"auth", "password"},
+	"oauth":                 {"auth", "mechs"},
 	"director":              {"auth"},
 	"director/store/memory": {"director"},
 	"gateway":               {"auth", "director", "mechs"},
 	"gateway/imap":          {"gateway", "mechs", "auth"},
+	"gateway/pop3":          {"gateway", "mechs", "auth"},
+	"gateway/sieve":         {"gateway", "mechs", "auth"},
+	"gateway/lmtp":          {"gateway", "auth"},
 }
 
 // TestImportDirections fails when a package imports one of ours that it
