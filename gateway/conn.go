@@ -44,6 +44,7 @@ type ClientConn struct {
 
 	Listener *Listener
 	Log      *slog.Logger
+	baseLog  *slog.Logger
 	maxLine  int
 	deadline time.Time
 }
@@ -68,11 +69,8 @@ func newClientConn(c net.Conn, l *Listener, log *slog.Logger, maxLine int, deadl
 	}
 	cc.R = bufio.NewReaderSize(c, maxLine)
 	cc.W = bufio.NewWriterSize(c, 4096)
-	remote := "local"
-	if cc.Remote.IsValid() {
-		remote = cc.Remote.String()
-	}
-	cc.Log = log.With("session", cc.Session, "service", l.Protocol, "remote", remote)
+	cc.baseLog = log
+	cc.Relog()
 	c.SetDeadline(deadline)
 	return cc
 }
@@ -91,6 +89,17 @@ func addrPort(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
+}
+
+// Relog rebuilds Log from the current Session and Remote: call it after a
+// trusted peer forwarded them (ID, XCLIENT), so that log lines carry each
+// key once.
+func (c *ClientConn) Relog() {
+	remote := "local"
+	if c.Remote.IsValid() {
+		remote = c.Remote.String()
+	}
+	c.Log = c.baseLog.With("session", c.Session, "service", c.Listener.Protocol, "remote", remote)
 }
 
 // Conn returns the current connection (a *tls.Conn after STARTTLS).

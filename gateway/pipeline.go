@@ -258,6 +258,9 @@ func (p *Pipeline) Route(ctx context.Context, req *auth.Request, res auth.Result
 	return t, nil
 }
 
+// port picks the backend port: the passdb's port field, else the
+// backend's own override, else the default, for the TLS variant of the
+// service when ssl=yes and one exists (imaps, pop3s).
 func (p *Pipeline) port(service, host string, implicitTLS bool, field string) (int, error) {
 	if field == "" {
 		names := []string{service}

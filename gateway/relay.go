@@ -53,6 +53,18 @@ func (b *BackendConn) ReadLine() ([]byte, error) {
 	return line, nil
 }
 
+// ReadFull reads exactly n bytes (a literal in a backend's reply).
+func (b *BackendConn) ReadFull(n int) ([]byte, error) {
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(b.R, buf); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, ErrBackendClosed
+		}
+		return nil, err
+	}
+	return buf, nil
+}
+
 // Close closes the connection.
 func (b *BackendConn) Close() error { return b.conn.Close() }
 

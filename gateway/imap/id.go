@@ -57,7 +57,6 @@ func (ss *session) applyForwarded(p map[string]string) {
 			port = uint16(n)
 		}
 		c.Remote = netip.AddrPortFrom(ip.Unmap(), port)
-		c.Log = c.Log.With("remote", c.Remote.String())
 	}
 	if ip, err := netip.ParseAddr(p["x-connected-ip"]); err == nil {
 		port := c.Local.Port()
@@ -68,9 +67,9 @@ func (ss *session) applyForwarded(p map[string]string) {
 	}
 	if s := p["x-session-id"]; s != "" && len(s) <= 64 && printable(s) {
 		c.Session = s
-		c.Log = c.Log.With("session", s)
 	}
 	if n, err := strconv.Atoi(p["x-proxy-ttl"]); err == nil && n >= 0 && n < c.TTL {
 		c.TTL = n
 	}
+	c.Relog()
 }

@@ -285,7 +285,7 @@ func (s *session) xclient(arg string) {
 			}
 		}
 	}
-	c.Log = c.Log.With("remote", c.Remote.String(), "session", c.Session)
+	c.Relog()
 	s.reset()
 	s.greeted = false
 	s.reply(reply{220, "", s.srv.hostname() + " maildirector LMTP ready"})
