@@ -17,6 +17,7 @@ import (
 	"github.com/maildirector/maildirector/gateway/imap"
 	"github.com/maildirector/maildirector/gateway/lmtp"
 	"github.com/maildirector/maildirector/gateway/pop3"
+	"github.com/maildirector/maildirector/gateway/sieve"
 	"github.com/maildirector/maildirector/internal/authbuild"
 	"github.com/maildirector/maildirector/mechs"
 )
@@ -112,6 +113,13 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 	registry := &gateway.Registry{}
 	pipeline.Sessions = registry
 	handlers := map[string]gateway.Handler{
+		"sieve": &sieve.Server{
+			Pipeline:        pipeline,
+			Registry:        registry,
+			Mechs:           []mechs.Mechanism{mechs.Plain, mechs.Login},
+			MaxAuthFailures: cfg.Limits.MaxAuthFailures,
+			MaxBadCommands:  cfg.Limits.MaxBadCommands,
+		},
 		"pop3": &pop3.Server{
 			Pipeline:        pipeline,
 			Registry:        registry,

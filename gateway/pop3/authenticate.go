@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package pop3
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+
+	"github.com/maildirector/maildirector/mechs"
+)
+
+// auth runs AUTH mechanism [initial-response] (RFC 5034). Without
+// arguments it lists the mechanisms offered now, as Dovecot does (the
+// RFC 1734 form some clients still send).
+func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
+	args, ok := fields(cmd.args)
+	if !ok || len(args) > 2 || (cmd.hasArgs && len(args) == 0) {
+		return false, ss.bad("Invalid arguments.")
+	}
+	if len(args) == 0 {
+		lines := append(append([]string{"+OK"}, ss.mechanisms()...), ".")
+		return false, ss.c.Printf("%s", strings.Join(lines, "\r\n"))
+	}
+	m, ok := mechs.Lookup(ss.srv.Mechs, args[0])
+	if !ok {
+		return false, ss.c.Printf("-ERR Unsupported authentication mechanism.")
+	}
+	if m.Plaintext && !ss.plaintextAllowed() {
+		ss.c.Log.Info("plaintext authentication refused on an insecure connection", "method", m.Name)
+		return false, ss.c.Printf(plaintextDisallowed)
+	}
+	var resp []byte // nil: no initial response
+	if len(args) == 2 {
+		if args[1] == "=" { // RFC 5034 4: "=" is an empty initial response
+			resp = []byte{}
+		} else {
+			var err error
+			if resp, err = base64.StdEncoding.DecodeString(args[1]); err != nil {
+				return false, ss.bad("Invalid base64 data in initial response.")
+			}
+		}
+	}
+	ex := m.Start()
+	for {
+		challenge, done, err := ex.Next(resp)
+		if errors.Is(err, mechs.ErrMalformed) {
+			return false, ss.bad("Invalid authentication data.")
+		}
+		if err != nil {
+			return false, err
+		}
+		if done {
+			break
+		}
+		if err := ss.c.Printf("+ %s", base64.StdEncoding.EncodeToString(challenge)); err != nil {
+			return false, err
+		}
+		line, err := ss.c.ReadLine()
+		if err != nil {
+			return false, err
+		}
+		if string(line) == "*" {
+			// RFC 5034 4: a cancelled exchange is rejected with -ERR.
+			return false, ss.bad("Authentication aborted by client.")
+		}
+		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
+			return false, ss.bad("Invalid base64 data.")
+		}
+	}
+	return ss.proxyLogin(ctx, m.Name, ex.Credentials())
+}

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package pop3
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/mechs"
+)
+
+// Server is the POP3 front end; it implements gateway.Handler.
+type Server struct {
+	Pipeline *gateway.Pipeline
+	Registry *gateway.Registry
+	Mechs    []mechs.Mechanism
+	// Greeting is the text of the greeting after "+OK " (and the XCLIENT
+	// code a trusted peer gets).
+	Greeting        string
+	MaxAuthFailures int
+	MaxBadCommands  int
+}
+
+// preLoginCaps are announced before login, as Dovecot's pop3-login does
+// (RFC 2449 6); the client asks the backend again after login.
+var preLoginCaps = []string{"CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"}
+
+// session is one client's pre-login state.
+type session struct {
+	srv          *Server
+	c            *gateway.ClientConn
+	authFailures int
+	badCommands  int
+	// user is the name a USER command gave, for the PASS that follows.
+	user    string
+	hasUser bool
+}
+
+// Serve implements gateway.Handler.
+func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
+	ss := &session{srv: s, c: c}
+	greeting := s.Greeting
+	if greeting == "" {
+		greeting = "maildirector ready."
+	}
+	if c.Trusted {
+		// Dovecot's pop3-login tells a trusted peer (another proxy) that
+		// it may forward the client's address with XCLIENT.
+		greeting = "[XCLIENT] " + greeting
+	}
+	if c.Printf("+OK %s", greeting) != nil {
+		return
+	}
+	for {
+		done, err := ss.next(ctx)
+		if done {
+			return
+		}
+		if err != nil {
+			ss.disconnect(err)
+			return
+		}
+	}
+}
+
+// disconnect tells the client why it is being disconnected, when it can
+// still hear it, and logs it. POP3 has no untagged BYE: the farewell is
+// an -ERR line, then the connection closes.
+func (ss *session) disconnect(err error) {
+	c := ss.c
+	// The login deadline covers writes too; give the farewell its own
+	// moment, or a client that idled out would never read why.
+	c.Conn().SetWriteDeadline(time.Now().Add(2 * time.Second))
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.Printf("-ERR Disconnected for inactivity.")
+		c.Log.Info("disconnected: login timeout")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		c.Log.Debug("disconnected before login")
+	case errors.Is(err, gateway.ErrLineTooLong):
+		c.Printf("-ERR Too long command line.")
+		c.Log.Info("disconnected: line too long")
+	case errors.Is(err, errGarbage):
+		c.Printf("-ERR Garbage received.")
+		c.Log.Info("disconnected: garbage received")
+	case errors.Is(err, errTooManyBad):
+		c.Printf("-ERR Too many invalid commands.")
+		c.Log.Info("disconnected: too many invalid commands")
+	case errors.Is(err, errTooManyAuthFailures):
+		c.Printf("-ERR Too many authentication failures.")
+		c.Log.Info("disconnected: too many authentication failures")
+	default:
+		c.Log.Info("disconnected", "reason", err)
+	}
+}
+
+var (
+	errTooManyBad          = errors.New("too many invalid commands")
+	errTooManyAuthFailures = errors.New("too many authentication failures")
+)
+
+// plaintextAllowed reports whether USER/PASS and plaintext SASL are
+// allowed (Dovecot's disable_plaintext_auth, as for IMAP).
+func (ss *session) plaintextAllowed() bool {
+	return ss.c.Secured() || ss.c.Listener.AllowPlaintext
+}
+
+// mechanisms returns the SASL mechanisms offered now.
+func (ss *session) mechanisms() []string {
+	plain := ss.plaintextAllowed()
+	var names []string
+	for _, m := range ss.srv.Mechs {
+		if m.Plaintext && !plain {
+			continue
+		}
+		names = append(names, m.Name)
+	}
+	return names
+}
+
+// capa answers CAPA (RFC 2449 5) with a multi-line list.
+func (ss *session) capa(cmd *command) error {
+	if cmd.hasArgs {
+		return ss.bad("Unexpected arguments.")
+	}
+	lines := append([]string{"+OK"}, preLoginCaps...)
+	if ss.c.CanStartTLS() {
+		lines = append(lines, "STLS")
+	}
+	if ss.plaintextAllowed() {
+		lines = append(lines, "USER")
+	}
+	if m := ss.mechanisms(); len(m) > 0 {
+		lines = append(lines, "SASL "+strings.Join(m, " "))
+	}
+	lines = append(lines, ".")
+	return ss.c.Printf("%s", strings.Join(lines, "\r\n"))
+}
+
+// next reads and runs one command. done means the session is over (QUIT,
+// or relayed and finished); err means disconnect with a reason.
+func (ss *session) next(ctx context.Context) (done bool, err error) {
+	line, err := ss.c.ReadLine()
+	if err != nil {
+		return false, err
+	}
+	cmd, err := parseCommand(line)
+	if errors.Is(err, errBadChars) {
+		return false, ss.bad("Invalid characters in command line.")
+	}
+	if err != nil {
+		return false, err
+	}
+	switch cmd.name {
+	case "CAPA":
+		return false, ss.capa(cmd)
+	case "QUIT":
+		ss.c.Printf("+OK Logging out.")
+		return true, nil
+	case "STLS":
+		return false, ss.stls(cmd)
+	case "XCLIENT":
+		return false, ss.xclient(cmd)
+	case "USER":
+		return false, ss.userCmd(cmd)
+	case "PASS":
+		return ss.pass(ctx, cmd)
+	case "AUTH":
+		return ss.auth(ctx, cmd)
+	}
+	// NOOP, STAT, RETR and the rest belong to the TRANSACTION state
+	// (RFC 1939 5), after login.
+	return false, ss.bad("Unknown command.")
+}
+
+// bad answers -ERR to an invalid command and counts it; too many end the
+// connection.
+func (ss *session) bad(msg string) error {
+	ss.badCommands++
+	if ss.badCommands >= ss.srv.MaxBadCommands {
+		return errTooManyBad
+	}
+	return ss.c.Printf("-ERR %s", msg)
+}

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package sieve
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+
+	"github.com/maildirector/maildirector/mechs"
+)
+
+const (
+	textEncryptNeeded = `NO (ENCRYPT-NEEDED) "Plaintext authentication disallowed on non-secure (SSL/TLS) connections."`
+	errAuthArgs       = "Error in MANAGESIEVE command AUTHENTICATE: Invalid arguments."
+)
+
+// authenticate runs AUTHENTICATE "mechanism" [initial-response]
+// (RFC 5804 2.1). Challenges go out as quoted base64 strings; the client
+// answers each with a string (quoted or literal), or "*" to abort.
+func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error) {
+	// RFC 5804 2.1: auth-type and the initial response are strings.
+	if len(cmd.args) < 1 || len(cmd.args) > 2 || cmd.args[0].kind != argString {
+		return false, ss.bad(errAuthArgs)
+	}
+	if len(cmd.args) == 2 && cmd.args[1].kind != argString {
+		return false, ss.bad(errAuthArgs)
+	}
+	m, ok := mechs.Lookup(ss.srv.Mechs, cmd.args[0].s)
+	if !ok {
+		return false, ss.c.Printf(`NO "Unsupported authentication mechanism."`)
+	}
+	if m.Plaintext && !ss.plaintextAllowed() {
+		// RFC 5804 1.3: ENCRYPT-NEEDED, the client may retry after
+		// STARTTLS.
+		ss.c.Log.Info("plaintext authentication refused on an insecure connection", "method", m.Name)
+		return false, ss.c.Printf(textEncryptNeeded)
+	}
+	var resp []byte // nil: no initial response
+	if len(cmd.args) == 2 {
+		var err error
+		// An empty string is an empty initial response.
+		if resp, err = base64.StdEncoding.AppendDecode([]byte{}, []byte(cmd.args[1].s)); err != nil {
+			return false, ss.bad("Invalid base64 data in initial response.")
+		}
+	}
+	ex := m.Start()
+	for {
+		challenge, done, err := ex.Next(resp)
+		if errors.Is(err, mechs.ErrMalformed) {
+			return false, ss.bad("Invalid authentication data.")
+		}
+		if err != nil {
+			return false, err
+		}
+		if done {
+			break
+		}
+		if err := ss.c.Printf("%s", quote(base64.StdEncoding.EncodeToString(challenge))); err != nil {
+			return false, err
+		}
+		if resp, err = ss.clientResponse(); err != nil {
+			var se *syntaxError
+			if errors.As(err, &se) {
+				return false, ss.bad(se.msg)
+			}
+			return false, err
+		}
+	}
+	return ss.proxyLogin(ctx, m.Name, ex.Credentials())
+}
+
+// clientResponse reads the client's answer to a challenge: one string of
+// base64. The string "*" aborts the exchange (RFC 5804 2.1).
+func (ss *session) clientResponse() ([]byte, error) {
+	line, err := ss.c.ReadLine()
+	if err != nil {
+		return nil, err
+	}
+	args, err := parseArgs(line, ss, ss.c.MaxLiteral())
+	if err != nil {
+		var se *syntaxError
+		if errors.As(err, &se) {
+			return nil, &syntaxError{msg: "Invalid AUTHENTICATE client response."}
+		}
+		return nil, err
+	}
+	if len(args) != 1 || args[0].kind != argString {
+		return nil, &syntaxError{msg: "Invalid AUTHENTICATE client response."}
+	}
+	if args[0].s == "*" {
+		return nil, &syntaxError{msg: "Authentication aborted by client."}
+	}
+	resp, err := base64.StdEncoding.AppendDecode([]byte{}, []byte(args[0].s))
+	if err != nil {
+		return nil, &syntaxError{msg: "Invalid base64 data in AUTHENTICATE response."}
+	}
+	return resp, nil
+}

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package sieve
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/mechs"
+)
+
+// proxyLogin authenticates creds, logs in on the backend and relays. It
+// answers the client OK only after the backend accepted the login.
+func (ss *session) proxyLogin(ctx context.Context, mech string, creds mechs.Credentials) (bool, error) {
+	c := ss.c
+	req := &auth.Request{
+		Service:  "sieve",
+		Mech:     mech,
+		User:     creds.User,
+		AuthzID:  creds.AuthzID,
+		Password: creds.Password,
+		Remote:   c.Remote,
+		Local:    c.Local,
+		Secured:  c.Secured(),
+		TLS:      c.TLS,
+		Session:  c.Session,
+	}
+	log := c.Log.With("user", creds.User)
+	if c.TTL <= 1 {
+		return false, ss.fail(log, auth.Internal("proxy", errors.New("proxying loops: TTL reached zero")))
+	}
+	start := time.Now()
+	t, err := ss.srv.Pipeline.Authenticate(ctx, req)
+	if err != nil {
+		return false, ss.fail(log, err)
+	}
+	defer t.Release()
+	log = log.With("backend", t.Addr(), "route", t.Route)
+	// One budget covers connecting (with retries) and logging in, so that
+	// a backend that accepts connections but never answers is as bounded
+	// as one that refuses them.
+	deadline := time.Now().Add(t.Timeout)
+	loginCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	b, err := ss.srv.Pipeline.Connect(loginCtx, t, c.Remote, c.Local)
+	if err != nil {
+		return false, ss.fail(log, err)
+	}
+	b.Conn().SetDeadline(deadline)
+	okLine, err := backendLogin(loginCtx, b, c, t, ss.srv.Pipeline)
+	if err != nil {
+		b.Close()
+		var refused *gateway.Refused
+		if errors.As(err, &refused) {
+			// The fail2ban line, the penalty and the failure delay, as
+			// for a refusal by the passdb chain.
+			ss.srv.Pipeline.LoginFailed(ctx, req, "backend refused the login")
+		}
+		return false, ss.fail(log, err)
+	}
+	if err := c.Printf("%s", okLine); err != nil {
+		b.Close()
+		return true, nil
+	}
+	log.Info("proxy: logged in", "method", mech, "latency", time.Since(start).Round(time.Millisecond))
+	sess := &gateway.Session{ID: c.Session, Service: "sieve", User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
+	in, out := gateway.Relay(c, b, sess, ss.srv.Registry)
+	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
+	return true, nil
+}
+
+// Fixed replies to failed logins (RFC 5804 1.3 response codes).
+const (
+	textAuthFailed = `NO "Authentication failed."`
+	textTryLater   = `NO (TRYLATER) "Temporary authentication failure."`
+	textInternal   = `NO "Internal error occurred. Refer to server log for more information."`
+)
+
+// fail renders a failed login — the one place that does (fixed wire
+// texts, details to the log) — and counts it. A temporary failure never
+// reads as a wrong password.
+func (ss *session) fail(log *slog.Logger, err error) error {
+	outcome, reason := gateway.OutcomeOf(err)
+	var line string
+	switch outcome {
+	case gateway.OutcomeAuthFailed:
+		log.Info("login failed", "reason", err)
+		line = textAuthFailed
+	case gateway.OutcomeDisabled:
+		log.Info("login refused: nologin", "reason", err)
+		line = textAuthFailed
+		if reason = oneLine(reason); strings.TrimSpace(reason) != "" {
+			line = "NO " + quote(reason)
+		}
+	case gateway.OutcomeTempFail:
+		log.Warn("login failed temporarily", "reason", err)
+		line = textTryLater
+	default:
+		log.Error("login failed: internal error", "reason", err)
+		line = textInternal
+	}
+	ss.authFailures++
+	if err := ss.c.Printf("%s", line); err != nil {
+		return err
+	}
+	if ss.authFailures >= ss.srv.MaxAuthFailures {
+		return errTooManyAuthFailures
+	}
+	return nil
+}
+
+// oneLine keeps a database-supplied text from breaking the protocol.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package sieve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/mechs"
+)
+
+// DefaultExtensions is the SIEVE capability of a Dovecot 2.3.19 backend
+// with Pigeonhole 0.5.19 and its default sieve_extensions, as it announces
+// it. The gateway announces what the backends support: a client decides
+// from it which scripts it may upload.
+const DefaultExtensions = "fileinto reject envelope encoded-character vacation subaddress " +
+	"comparator-i;ascii-numeric relational regex imap4flags copy include variables body " +
+	"enotify environment mailbox date index ihave duplicate mime foreverypart extracttext"
+
+// Server is the ManageSieve front end; it implements gateway.Handler.
+type Server struct {
+	Pipeline *gateway.Pipeline
+	Registry *gateway.Registry
+	Mechs    []mechs.Mechanism
+	// Implementation is the IMPLEMENTATION capability ("maildirector").
+	Implementation string
+	// Extensions is the SIEVE capability: the backends' Sieve extensions,
+	// space-separated (DefaultExtensions when empty).
+	Extensions string
+	// Notify is the NOTIFY capability, the enotify methods ("mailto").
+	Notify string
+	// Greeting is the text of the greeting's OK ("maildirector ready.").
+	Greeting        string
+	MaxAuthFailures int
+	MaxBadCommands  int
+}
+
+// orDefault returns s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// session is one client's pre-login state.
+type session struct {
+	srv          *Server
+	c            *gateway.ClientConn
+	authFailures int
+	badCommands  int
+}
+
+// Serve implements gateway.Handler. The greeting is the capability list
+// and an OK (RFC 5804 1.7).
+func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
+	ss := &session{srv: s, c: c}
+	ss.writeCapabilities()
+	if c.Printf("OK %s", quote(orDefault(s.Greeting, "maildirector ready."))) != nil {
+		return
+	}
+	for {
+		done, err := ss.next(ctx)
+		if done {
+			return
+		}
+		if err != nil {
+			ss.disconnect(err)
+			return
+		}
+	}
+}
+
+// writeCapabilities queues the capability lines (RFC 5804 1.7), in
+// Pigeonhole's order. SASL lists only the mechanisms usable now; XCLIENT
+// is offered to trusted peers, as Pigeonhole does.
+func (ss *session) writeCapabilities() {
+	w, srv := ss.c.W, ss.srv
+	var sasl []string
+	plain := ss.plaintextAllowed()
+	for _, m := range srv.Mechs {
+		if !m.Plaintext || plain {
+			sasl = append(sasl, m.Name)
+		}
+	}
+	fmt.Fprintf(w, "\"IMPLEMENTATION\" %s\r\n", quote(orDefault(srv.Implementation, "maildirector")))
+	fmt.Fprintf(w, "\"SIEVE\" %s\r\n", quote(orDefault(srv.Extensions, DefaultExtensions)))
+	fmt.Fprintf(w, "\"NOTIFY\" %s\r\n", quote(orDefault(srv.Notify, "mailto")))
+	fmt.Fprintf(w, "\"SASL\" %s\r\n", quote(strings.Join(sasl, " ")))
+	if ss.c.CanStartTLS() {
+		w.WriteString("\"STARTTLS\"\r\n")
+	}
+	w.WriteString("\"VERSION\" \"1.0\"\r\n")
+	if ss.c.Trusted {
+		w.WriteString("\"XCLIENT\"\r\n")
+	}
+}
+
+// plaintextAllowed reports whether plaintext SASL mechanisms are allowed.
+func (ss *session) plaintextAllowed() bool {
+	return ss.c.Secured() || ss.c.Listener.AllowPlaintext
+}
+
+// next reads and runs one command. done means the session is over (logout
+// or relayed and finished); err means disconnect with a reason.
+func (ss *session) next(ctx context.Context) (done bool, err error) {
+	line, err := ss.c.ReadLine()
+	if err != nil {
+		return false, err
+	}
+	cmd, err := parseCommand(line, ss, ss.c.MaxLiteral())
+	if err != nil {
+		var se *syntaxError
+		if !errors.As(err, &se) {
+			return false, err
+		}
+		return false, ss.bad(se.msg)
+	}
+	switch cmd.name {
+	case "CAPABILITY":
+		if len(cmd.args) != 0 {
+			break
+		}
+		ss.writeCapabilities()
+		return false, ss.c.Printf(`OK "Capability completed."`)
+	case "NOOP":
+		return false, ss.noop(cmd)
+	case "LOGOUT":
+		if len(cmd.args) != 0 {
+			break
+		}
+		ss.c.Printf(`OK "Logout completed."`)
+		return true, nil
+	case "STARTTLS":
+		return false, ss.starttls(cmd)
+	case "AUTHENTICATE":
+		return ss.authenticate(ctx, cmd)
+	case "XCLIENT":
+		if ss.c.Trusted {
+			return false, ss.xclient(cmd)
+		}
+	}
+	return false, ss.bad(errCommand)
+}
+
+// noop runs NOOP [tag] (RFC 5804 2.12): a string argument comes back in
+// a TAG response code.
+func (ss *session) noop(cmd *command) error {
+	switch {
+	case len(cmd.args) == 0:
+		return ss.c.Printf(`OK "NOOP completed."`)
+	case len(cmd.args) > 1:
+		return ss.bad(errCommand)
+	case cmd.args[0].kind != argString:
+		return ss.c.Printf(`NO "Invalid echo tag."`)
+	}
+	return ss.c.Printf(`OK (TAG %s) "Done"`, quote(cmd.args[0].s))
+}
+
+// bad answers NO to an invalid command and counts it; too many end the
+// connection.
+func (ss *session) bad(msg string) error {
+	ss.badCommands++
+	if ss.badCommands >= ss.srv.MaxBadCommands {
+		return errTooManyBad
+	}
+	return ss.c.Printf("NO %s", quote(msg))
+}
+
+var (
+	errTooManyBad          = errors.New("too many invalid commands")
+	errTooManyAuthFailures = errors.New("too many authentication failures")
+)
+
+// disconnect tells the client why it is being disconnected, when it can
+// still hear it, and logs it.
+func (ss *session) disconnect(err error) {
+	c := ss.c
+	// The login deadline covers writes too; give the farewell its own
+	// moment, or a client that idled out would never read why.
+	c.Conn().SetWriteDeadline(time.Now().Add(2 * time.Second))
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.Printf(`BYE "Disconnected for inactivity."`)
+		c.Log.Info("disconnected: login timeout")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		c.Log.Debug("disconnected before login")
+	case errors.Is(err, gateway.ErrLineTooLong):
+		c.Printf(`BYE "Too long command line."`)
+		c.Log.Info("disconnected: line too long")
+	case errors.Is(err, errGarbage):
+		c.Printf(`BYE "Garbage received."`)
+		c.Log.Info("disconnected: garbage received")
+	case errors.Is(err, errLiteralTooBig):
+		c.Printf(`BYE "Literal too large."`)
+		c.Log.Info("disconnected: literal too large")
+	case errors.Is(err, errTooManyBad):
+		c.Printf(`BYE "Too many invalid MANAGESIEVE commands."`)
+		c.Log.Info("disconnected: too many invalid commands")
+	case errors.Is(err, errTooManyAuthFailures):
+		c.Printf(`BYE "Too many authentication failures."`)
+		c.Log.Info("disconnected: too many authentication failures")
+	default:
+		c.Log.Info("disconnected", "reason", err)
+	}
+}
+
+// literal and nextLine implement lineSource on the client connection.
+func (ss *session) literal(n int) ([]byte, error) { return ss.c.ReadFull(n) }
+func (ss *session) nextLine() ([]byte, error)     { return ss.c.ReadLine() }
