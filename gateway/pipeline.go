@@ -128,8 +128,8 @@ type Pipeline struct {
 	// 0: no bound).
 	Sessions             *Registry
 	MaxUserIPConnections int
-	Timeout           time.Duration // default backend connect+login budget
-	ConnectAttempts   int
+	Timeout              time.Duration // default backend connect+login budget
+	ConnectAttempts      int
 	// Self lists the gateway's own listening addresses: a target among
 	// them is a proxy loop.
 	Self []netip.AddrPort

@@ -99,7 +99,9 @@ func TestOAuth(t *testing.T) {
 	bearerMsg := func(user, token string) []byte {
 		return []byte("n,a=" + user + ",\x01host=gw\x01port=143\x01auth=Bearer " + token + "\x01\x01")
 	}
-	xoauth := func(user, token string) []byte { return []byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01") }
+	xoauth := func(user, token string) []byte {
+		return []byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01")
+	}
 	for _, tc := range []struct {
 		m    Mechanism
 		msg  func(string, string) []byte
