@@ -31,6 +31,7 @@ type Config struct {
 	Director       Director `yaml:"director"`
 	Backend        Backend  `yaml:"backend"`
 	LMTP           LMTP     `yaml:"lmtp"`
+	Sieve          Sieve    `yaml:"sieve"`
 	Limits         Limits   `yaml:"limits"`
 	Log            Log      `yaml:"log"`
 	// HAProxyTrustedNetworks may send PROXY protocol headers to listeners
@@ -153,6 +154,16 @@ type Limits struct {
 	MaxLineLength        int           `yaml:"max_line_length"`
 	MaxAuthFailures      int           `yaml:"max_auth_failures"`
 	MaxBadCommands       int           `yaml:"max_bad_commands"`
+}
+
+// Sieve configures the ManageSieve capabilities announced before login;
+// they should be the backends' own.
+type Sieve struct {
+	// Extensions is the SIEVE capability (default: what Dovecot 2.3's
+	// Pigeonhole announces out of the box).
+	Extensions string `yaml:"extensions"`
+	// Notify is the NOTIFY capability (default "mailto").
+	Notify string `yaml:"notify"`
 }
 
 // Log configures logging.

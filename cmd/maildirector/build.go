@@ -116,6 +116,8 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 		"sieve": &sieve.Server{
 			Pipeline:        pipeline,
 			Registry:        registry,
+			Extensions:      cfg.Sieve.Extensions,
+			Notify:          cfg.Sieve.Notify,
 			Mechs:           []mechs.Mechanism{mechs.Plain, mechs.Login},
 			MaxAuthFailures: cfg.Limits.MaxAuthFailures,
 			MaxBadCommands:  cfg.Limits.MaxBadCommands,
