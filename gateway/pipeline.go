@@ -16,6 +16,7 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/mechs"
 )
 
 // Authenticator checks a login: passdb.Chain is one. A nil error means
@@ -90,7 +91,10 @@ type Target struct {
 	// Forwarded: a PROXY header already told the backend who the client
 	// is, so the protocol's own forwarding (ID, XCLIENT) is skipped.
 	Forwarded bool
-	Fields    auth.Fields
+	// Token and TokenMech: log in on the backend with this OAuth token
+	// and mechanism (OAUTHBEARER, XOAUTH2) instead of a password.
+	Token, TokenMech string
+	Fields           auth.Fields
 
 	lease *director.Lease
 }
@@ -123,6 +127,13 @@ type Pipeline struct {
 	SendProxyProtocol bool
 	// Penalty slows failed logins down (nil: no delay, no penalty).
 	Penalty *Penalty
+	// Mechs is the configuration part of what SASL mechanisms know
+	// (Verifier, AnonymousUser, Tokens, CertUsernameField, Hostname).
+	Mechs mechs.Info
+	// MasterUser and MasterPassword log in on backends when the client's
+	// mechanism gave no password (CRAM-MD5, SCRAM, ...) and the passdb no
+	// master/pass fields.
+	MasterUser, MasterPassword string
 	// Sessions and MaxUserIPConnections bound one user's simultaneous
 	// sessions from one address (Dovecot's mail_max_userip_connections;
 	// 0: no bound).
@@ -159,16 +170,24 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 		p.LoginFailed(ctx, req, res.Status.String())
 		return nil, &Refused{Status: res.Status}
 	}
+	if err := p.checkLimits(req, res); err != nil {
+		return nil, err
+	}
+	return p.Route(ctx, req, res)
+}
+
+// checkLimits applies max_userip_connections.
+func (p *Pipeline) checkLimits(req *auth.Request, res auth.Result) error {
 	user := res.User
 	if user == "" {
 		user = req.User
 	}
 	if p.MaxUserIPConnections > 0 && p.Sessions != nil && req.Remote.IsValid() &&
 		p.Sessions.CountUserIP(user, req.Remote.Addr()) >= p.MaxUserIPConnections {
-		return nil, auth.Temporary("limit", fmt.Errorf("%s has %d sessions from %s already (max_userip_connections)",
+		return auth.Temporary("limit", fmt.Errorf("%s has %d sessions from %s already (max_userip_connections)",
 			user, p.MaxUserIPConnections, req.Remote.Addr()))
 	}
-	return p.Route(ctx, req, res)
+	return nil
 }
 
 // LoginFailed records a refused login — by the passdb chain, or by the

@@ -17,7 +17,7 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 		return false, ss.bad(cmd.tag, "Error in IMAP command AUTHENTICATE: Invalid arguments.")
 	}
 	m, ok := mechs.Lookup(ss.srv.Mechs, cmd.args[0].s)
-	if !ok {
+	if !ok || (m.NeedsTLS && !ss.c.TLS) {
 		return false, ss.c.Printf("%s NO Unsupported authentication mechanism.", cmd.tag)
 	}
 	if m.Plaintext && !ss.plaintextAllowed() {
@@ -39,14 +39,16 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 			}
 		}
 	}
-	ex := m.Start()
+	ex := mechs.Begin(m, ss.srv.Pipeline.MechInfo(ctx, ss.c, "imap"))
 	for {
 		challenge, done, err := ex.Next(resp)
 		if errors.Is(err, mechs.ErrMalformed) {
 			return false, ss.bad(cmd.tag, "Invalid authentication data.")
 		}
 		if err != nil {
-			return false, err
+			// The mechanism's lookup could not be made: a failure like
+			// any other login's, not a reason to hang up.
+			return false, ss.fail(cmd.tag, ss.c.Log, err)
 		}
 		if done {
 			break
@@ -66,5 +68,5 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 			return false, ss.bad(cmd.tag, "Invalid base64 data.")
 		}
 	}
-	return ss.proxyLogin(ctx, cmd.tag, m.Name, ex.Credentials())
+	return ss.proxyLogin(ctx, cmd.tag, m.Name, ex.Outcome())
 }

@@ -113,10 +113,7 @@ func (ss *session) capabilities() string {
 	if !plain {
 		b.WriteString(" LOGINDISABLED")
 	}
-	for _, m := range ss.srv.Mechs {
-		if m.Plaintext && !plain {
-			continue
-		}
+	for _, m := range mechs.Offer(ss.srv.Mechs, plain, ss.c.TLS) {
 		b.WriteString(" AUTH=")
 		b.WriteString(m.Name)
 	}

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/mechs"
+)
+
+// BackendLogin is a protocol's login on a connected backend, as t says
+// (user, password or master, token); it returns the line that tells the
+// client it is logged in (the backend's own OK, retagged as needed).
+type BackendLogin func(ctx context.Context, b *BackendConn, t *Target) (okLine string, err error)
+
+// Request returns the auth.Request for a login by this client.
+func (c *ClientConn) Request(service, mech string, o mechs.Outcome) *auth.Request {
+	return &auth.Request{
+		Service:  service,
+		Mech:     mech,
+		User:     o.User,
+		AuthzID:  o.AuthzID,
+		Password: o.Password,
+		Remote:   c.Remote,
+		Local:    c.Local,
+		Secured:  c.Secured(),
+		TLS:      c.TLS,
+		Session:  c.Session,
+	}
+}
+
+// MechInfo is what a SASL mechanism may know of this connection.
+func (p *Pipeline) MechInfo(ctx context.Context, c *ClientConn, service string) mechs.Info {
+	info := p.Mechs
+	info.Ctx, info.Service = ctx, service
+	if tc, ok := c.Conn().(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		info.TLS = &st
+	}
+	info.Request = func(user, authzid string) *auth.Request {
+		return c.Request(service, "", mechs.Outcome{User: user, AuthzID: authzid})
+	}
+	return info
+}
+
+// Login is the part of every front end's login that is not protocol:
+// authenticate the client (through the passdb chain with its password,
+// or take what a SASL mechanism already checked), pick and connect its
+// backend, and log in there with login. A refusal, by the passdb or the
+// backend, is recorded (fail2ban line, penalty, failure delay). On
+// success the caller sends okLine, relays b and then releases t.
+func (p *Pipeline) Login(ctx context.Context, c *ClientConn, service, mech string, o mechs.Outcome, login BackendLogin) (t *Target, b *BackendConn, okLine string, err error) {
+	req := c.Request(service, mech, o)
+	if c.TTL <= 1 {
+		return nil, nil, "", auth.Internal("proxy", errors.New("proxying loops: TTL reached zero"))
+	}
+	if o.Checked || o.Token != "" {
+		t, err = p.Authorized(ctx, req, o.Auth)
+	} else {
+		t, err = p.Authenticate(ctx, req)
+	}
+	if err != nil {
+		return nil, nil, "", err
+	}
+	t.Token, t.TokenMech = o.Token, o.TokenMech
+	if o.Checked && o.Token == "" {
+		// The mechanism never told us the password.
+		if err := p.backendCredentials(t, mech); err != nil {
+			t.Release()
+			return nil, nil, "", err
+		}
+	}
+	// One budget covers connecting (with retries) and logging in, so that
+	// a backend that accepts connections but never answers is as bounded
+	// as one that refuses them.
+	deadline := time.Now().Add(t.Timeout)
+	loginCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	b, err = p.Connect(loginCtx, t, c.Remote, c.Local)
+	if err != nil {
+		t.Release()
+		return nil, nil, "", err
+	}
+	b.Conn().SetDeadline(deadline)
+	okLine, err = login(loginCtx, b, t)
+	if err != nil {
+		b.Close()
+		t.Release()
+		var refused *Refused
+		if errors.As(err, &refused) {
+			p.LoginFailed(ctx, req, "backend refused the login")
+		}
+		return nil, nil, "", err
+	}
+	return t, b, okLine, nil
+}
+
+// Authorized continues a login a SASL mechanism has checked (or an OAuth
+// token the backend will check): res is the passdb's answer about the
+// user.
+func (p *Pipeline) Authorized(ctx context.Context, req *auth.Request, res auth.Result) (*Target, error) {
+	if res.Status != auth.StatusOK {
+		p.LoginFailed(ctx, req, res.Status.String())
+		return nil, &Refused{Status: res.Status}
+	}
+	if err := p.checkLimits(req, res); err != nil {
+		return nil, err
+	}
+	return p.Route(ctx, req, res)
+}
+
+// backendCredentials makes sure a login whose mechanism gave no password
+// has something to log in on the backend with: the passdb's master/pass
+// fields, or else the configured master user.
+func (p *Pipeline) backendCredentials(t *Target, mech string) error {
+	if _, pass := t.Fields["pass"]; t.Master != "" || pass {
+		return nil
+	}
+	if p.MasterUser != "" {
+		t.Master, t.Password = p.MasterUser, p.MasterPassword
+		return nil
+	}
+	return auth.Internal("proxy", fmt.Errorf("%s gives no plaintext password and neither the passdb (master=, pass=) nor backend.master_user gives a backend login", mech))
+}
