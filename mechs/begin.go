@@ -66,3 +66,12 @@ func escapeSASLName(s string) string {
 	}
 	return string(out)
 }
+
+// TokenErrorAck is the client's answer to an OAuth error challenge
+// (RFC 7628 3.2.3): OAUTHBEARER's dummy 0x01, XOAUTH2's empty response.
+func TokenErrorAck(mech string) []byte {
+	if mech == "OAUTHBEARER" {
+		return []byte{1}
+	}
+	return []byte{}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/mechs"
 )
 
 // backendLogin logs in on the backend as t says, after forwarding the
@@ -54,18 +55,27 @@ func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.Client
 		writeID(b, c)
 	}
 	var saslResponse string
+	sasl := func(mech string, msg []byte) {
+		saslResponse = base64.StdEncoding.EncodeToString(msg)
+		if caps["SASL-IR"] {
+			fmt.Fprintf(b.W, "L AUTHENTICATE %s %s\r\n", mech, saslResponse)
+			saslResponse = ""
+		} else {
+			fmt.Fprintf(b.W, "L AUTHENTICATE %s\r\n", mech)
+		}
+	}
 	switch {
+	case t.Token != "":
+		// The client's OAuth token, for the backend to check.
+		if !caps["AUTH="+t.TokenMech] {
+			return "", auth.Internal(op, fmt.Errorf("the backend does not offer AUTH=%s for the client's token", t.TokenMech))
+		}
+		sasl(t.TokenMech, mechs.TokenMessage(t.TokenMech, t.User, t.Token))
 	case t.Master != "":
 		if !caps["AUTH=PLAIN"] {
 			return "", auth.Internal(op, errors.New("master-user login needs AUTH=PLAIN, which the backend does not offer"))
 		}
-		saslResponse = base64.StdEncoding.EncodeToString([]byte(t.User + "\x00" + t.Master + "\x00" + t.Password))
-		if caps["SASL-IR"] {
-			fmt.Fprintf(b.W, "L AUTHENTICATE PLAIN %s\r\n", saslResponse)
-			saslResponse = ""
-		} else {
-			b.W.WriteString("L AUTHENTICATE PLAIN\r\n")
-		}
+		sasl("PLAIN", []byte(t.User+"\x00"+t.Master+"\x00"+t.Password))
 	default:
 		if err := writeLogin(b, caps["LITERAL+"], t.User, t.Password); err != nil {
 			return "", auth.Temporary(op+": login", err)
@@ -82,7 +92,12 @@ func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.Client
 		switch {
 		case bytes.HasPrefix(line, []byte("+")):
 			if saslResponse == "" {
-				return "", auth.Internal(op+": login", errors.New("unexpected continuation request"))
+				if t.Token == "" {
+					return "", auth.Internal(op+": login", errors.New("unexpected continuation request"))
+				}
+				// The backend rejected the token with an error challenge
+				// (RFC 7628 3.2.3): acknowledge it, then it says NO.
+				saslResponse = base64.StdEncoding.EncodeToString(mechs.TokenErrorAck(t.TokenMech))
 			}
 			fmt.Fprintf(b.W, "%s\r\n", saslResponse)
 			saslResponse = ""

@@ -24,7 +24,7 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 		return false, ss.c.Printf("%s", strings.Join(lines, "\r\n"))
 	}
 	m, ok := mechs.Lookup(ss.srv.Mechs, args[0])
-	if !ok {
+	if !ok || (m.NeedsTLS && !ss.c.TLS) {
 		return false, ss.c.Printf("-ERR Unsupported authentication mechanism.")
 	}
 	if m.Plaintext && !ss.plaintextAllowed() {
@@ -42,14 +42,16 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 			}
 		}
 	}
-	ex := m.Start()
+	ex := mechs.Begin(m, ss.srv.Pipeline.MechInfo(ctx, ss.c, "pop3"))
 	for {
 		challenge, done, err := ex.Next(resp)
 		if errors.Is(err, mechs.ErrMalformed) {
 			return false, ss.bad("Invalid authentication data.")
 		}
 		if err != nil {
-			return false, err
+			// The mechanism's lookup could not be made: a failure like
+			// any other login's, not a reason to hang up.
+			return false, ss.fail(ss.c.Log, err)
 		}
 		if done {
 			break
@@ -69,5 +71,5 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 			return false, ss.bad("Invalid base64 data.")
 		}
 	}
-	return ss.proxyLogin(ctx, m.Name, ex.Credentials())
+	return ss.proxyLogin(ctx, m.Name, ex.Outcome())
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/mechs"
 )
 
 // backendLogin logs in on the backend as t says and returns the backend's
@@ -44,10 +45,14 @@ func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.Client
 	}
 	// USER/PASS cannot carry a CR, LF or NUL (a SASL client may have sent
 	// one); AUTH PLAIN's base64 can.
-	usePass := t.Master == "" && lineSafe(t.User) && lineSafe(t.Password)
-	if usePass {
+	usePass := t.Token == "" && t.Master == "" && lineSafe(t.User) && lineSafe(t.Password)
+	switch {
+	case t.Token != "":
+		// The client's OAuth token, for the backend to check.
+		fmt.Fprintf(b.W, "AUTH %s %s\r\n", t.TokenMech, base64.StdEncoding.EncodeToString(mechs.TokenMessage(t.TokenMech, t.User, t.Token)))
+	case usePass:
 		fmt.Fprintf(b.W, "USER %s\r\n", t.User)
-	} else {
+	default:
 		fmt.Fprintf(b.W, "AUTH PLAIN %s\r\n", plainResponse(t))
 	}
 	if err := b.W.Flush(); err != nil {
@@ -81,9 +86,20 @@ func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.Client
 		}
 	}
 	if strings.HasPrefix(string(line), "+ ") || string(line) == "+" {
-		// PLAIN's initial response holds everything; a challenge means
-		// the backend did not take it.
-		return "", auth.Internal(op+": login", errors.New("unexpected AUTH PLAIN challenge"))
+		if t.Token == "" {
+			// PLAIN's initial response holds everything; a challenge means
+			// the backend did not take it.
+			return "", auth.Internal(op+": login", errors.New("unexpected AUTH PLAIN challenge"))
+		}
+		// An OAuth error challenge (RFC 7628 3.2.3): acknowledge it; the
+		// backend then says -ERR.
+		fmt.Fprintf(b.W, "%s\r\n", base64.StdEncoding.EncodeToString(mechs.TokenErrorAck(t.TokenMech)))
+		if err := b.W.Flush(); err != nil {
+			return "", auth.Temporary(op+": login", err)
+		}
+		if line, err = b.ReadLine(); err != nil {
+			return "", auth.Temporary(op+": login", err)
+		}
 	}
 	return loginResult(op, string(line))
 }

@@ -113,12 +113,8 @@ func (ss *session) plaintextAllowed() bool {
 
 // mechanisms returns the SASL mechanisms offered now.
 func (ss *session) mechanisms() []string {
-	plain := ss.plaintextAllowed()
 	var names []string
-	for _, m := range ss.srv.Mechs {
-		if m.Plaintext && !plain {
-			continue
-		}
+	for _, m := range mechs.Offer(ss.srv.Mechs, ss.plaintextAllowed(), ss.c.TLS) {
 		names = append(names, m.Name)
 	}
 	return names

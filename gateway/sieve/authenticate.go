@@ -27,7 +27,7 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 		return false, ss.bad(errAuthArgs)
 	}
 	m, ok := mechs.Lookup(ss.srv.Mechs, cmd.args[0].s)
-	if !ok {
+	if !ok || (m.NeedsTLS && !ss.c.TLS) {
 		return false, ss.c.Printf(`NO "Unsupported authentication mechanism."`)
 	}
 	if m.Plaintext && !ss.plaintextAllowed() {
@@ -44,14 +44,16 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 			return false, ss.bad("Invalid base64 data in initial response.")
 		}
 	}
-	ex := m.Start()
+	ex := mechs.Begin(m, ss.srv.Pipeline.MechInfo(ctx, ss.c, "sieve"))
 	for {
 		challenge, done, err := ex.Next(resp)
 		if errors.Is(err, mechs.ErrMalformed) {
 			return false, ss.bad("Invalid authentication data.")
 		}
 		if err != nil {
-			return false, err
+			// The mechanism's lookup could not be made: a failure like
+			// any other login's, not a reason to hang up.
+			return false, ss.fail(ss.c.Log, err)
 		}
 		if done {
 			break
@@ -67,7 +69,7 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 			return false, err
 		}
 	}
-	return ss.proxyLogin(ctx, m.Name, ex.Credentials())
+	return ss.proxyLogin(ctx, m.Name, ex.Outcome())
 }
 
 // clientResponse reads the client's answer to a challenge: one string of

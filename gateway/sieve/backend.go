@@ -12,6 +12,7 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/mechs"
 )
 
 // Bounds on what a backend may send before login: it is trusted more than
@@ -57,12 +58,17 @@ func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.Client
 		writeXCLIENT(b, c)
 	}
 	// Pigeonhole quotes the mechanism and the initial response.
-	authz, authc := "", t.User
-	if t.Master != "" {
-		authz, authc = t.User, t.Master
+	mech, msg := "PLAIN", []byte(t.User+"\x00"+t.Password)
+	switch {
+	case t.Token != "":
+		// The client's OAuth token, for the backend to check.
+		mech, msg = t.TokenMech, mechs.TokenMessage(t.TokenMech, t.User, t.Token)
+	case t.Master != "":
+		msg = []byte(t.User + "\x00" + t.Master + "\x00" + t.Password)
+	default:
+		msg = []byte("\x00" + t.User + "\x00" + t.Password)
 	}
-	ir := base64.StdEncoding.EncodeToString([]byte(authz + "\x00" + authc + "\x00" + t.Password))
-	fmt.Fprintf(b.W, "AUTHENTICATE \"PLAIN\" \"%s\"\r\n", ir)
+	fmt.Fprintf(b.W, "AUTHENTICATE \"%s\" \"%s\"\r\n", mech, base64.StdEncoding.EncodeToString(msg))
 	if err := b.W.Flush(); err != nil {
 		return "", auth.Temporary(op+": login", err)
 	}
@@ -82,6 +88,17 @@ func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.Client
 	r, raw, err := readResponse(b)
 	if err != nil {
 		return "", auth.Temporary(op+": login", err)
+	}
+	if r.status == "" && t.Token != "" {
+		// An OAuth error challenge (RFC 7628 3.2.3): acknowledge it; the
+		// backend then says NO.
+		fmt.Fprintf(b.W, "\"%s\"\r\n", base64.StdEncoding.EncodeToString(mechs.TokenErrorAck(t.TokenMech)))
+		if err := b.W.Flush(); err != nil {
+			return "", auth.Temporary(op+": login", err)
+		}
+		if r, raw, err = readResponse(b); err != nil {
+			return "", auth.Temporary(op+": login", err)
+		}
 	}
 	return raw, loginResult(op, r, raw)
 }

@@ -4,65 +4,29 @@ package sieve
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
 )
 
-// proxyLogin authenticates creds, logs in on the backend and relays. It
-// answers the client OK only after the backend accepted the login.
-func (ss *session) proxyLogin(ctx context.Context, mech string, creds mechs.Credentials) (bool, error) {
+// proxyLogin logs the client in on its backend and relays. It answers
+// the client OK only after the backend accepted the login.
+func (ss *session) proxyLogin(ctx context.Context, mech string, o mechs.Outcome) (bool, error) {
 	c := ss.c
-	req := &auth.Request{
-		Service:  "sieve",
-		Mech:     mech,
-		User:     creds.User,
-		AuthzID:  creds.AuthzID,
-		Password: creds.Password,
-		Remote:   c.Remote,
-		Local:    c.Local,
-		Secured:  c.Secured(),
-		TLS:      c.TLS,
-		Session:  c.Session,
-	}
-	log := c.Log.With("user", creds.User)
-	if c.TTL <= 1 {
-		return false, ss.fail(log, auth.Internal("proxy", errors.New("proxying loops: TTL reached zero")))
-	}
+	log := c.Log.With("user", o.User)
 	start := time.Now()
-	t, err := ss.srv.Pipeline.Authenticate(ctx, req)
+	t, b, okLine, err := ss.srv.Pipeline.Login(ctx, c, "sieve", mech, o,
+		func(ctx context.Context, b *gateway.BackendConn, t *gateway.Target) (string, error) {
+			return backendLogin(ctx, b, c, t, ss.srv.Pipeline)
+		})
 	if err != nil {
 		return false, ss.fail(log, err)
 	}
 	defer t.Release()
 	log = log.With("backend", t.Addr(), "route", t.Route)
-	// One budget covers connecting (with retries) and logging in, so that
-	// a backend that accepts connections but never answers is as bounded
-	// as one that refuses them.
-	deadline := time.Now().Add(t.Timeout)
-	loginCtx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	b, err := ss.srv.Pipeline.Connect(loginCtx, t, c.Remote, c.Local)
-	if err != nil {
-		return false, ss.fail(log, err)
-	}
-	b.Conn().SetDeadline(deadline)
-	okLine, err := backendLogin(loginCtx, b, c, t, ss.srv.Pipeline)
-	if err != nil {
-		b.Close()
-		var refused *gateway.Refused
-		if errors.As(err, &refused) {
-			// The fail2ban line, the penalty and the failure delay, as
-			// for a refusal by the passdb chain.
-			ss.srv.Pipeline.LoginFailed(ctx, req, "backend refused the login")
-		}
-		return false, ss.fail(log, err)
-	}
 	if err := c.Printf("%s", okLine); err != nil {
 		b.Close()
 		return true, nil

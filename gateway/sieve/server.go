@@ -84,11 +84,8 @@ func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
 func (ss *session) writeCapabilities() {
 	w, srv := ss.c.W, ss.srv
 	var sasl []string
-	plain := ss.plaintextAllowed()
-	for _, m := range srv.Mechs {
-		if !m.Plaintext || plain {
-			sasl = append(sasl, m.Name)
-		}
+	for _, m := range mechs.Offer(srv.Mechs, ss.plaintextAllowed(), ss.c.TLS) {
+		sasl = append(sasl, m.Name)
 	}
 	fmt.Fprintf(w, "\"IMPLEMENTATION\" %s\r\n", quote(orDefault(srv.Implementation, "maildirector")))
 	fmt.Fprintf(w, "\"SIEVE\" %s\r\n", quote(orDefault(srv.Extensions, DefaultExtensions)))
