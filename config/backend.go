@@ -29,6 +29,15 @@ type Backend struct {
 	// SendProxyProtocol sends backends a PROXY protocol v2 header with the
 	// client's address instead of IMAP ID / XCLIENT.
 	SendProxyProtocol bool `yaml:"send_proxy_protocol"`
+	// MasterUser and MasterPassword log in on backends for clients whose
+	// SASL mechanism never shows the gateway their password (CRAM-MD5,
+	// DIGEST-MD5, SCRAM, EXTERNAL, ANONYMOUS), unless the passdb gives
+	// master= and pass= fields.
+	MasterUser     string `yaml:"master_user"`
+	MasterPassword string `yaml:"master_password"`
+	// MasterFromPassdb says the passdbs return master= and pass= for
+	// every user, so that such mechanisms need no master_user here.
+	MasterFromPassdb bool `yaml:"master_from_passdb"`
 }
 
 // Ports are backend ports per protocol; imaps and pop3s are used when the

@@ -51,6 +51,12 @@ type TLS struct {
 	// SNI lists more certificates; each is presented to clients that ask
 	// for one of its names (TLS SNI), the first one to all others.
 	SNI []CertKey `yaml:"sni"`
+	// ClientCAFile makes the gateway ask clients for a certificate and
+	// verify it against these CAs (for SASL EXTERNAL).
+	ClientCAFile string `yaml:"client_ca_file"`
+	// CertUsernameField names the user in a client certificate:
+	// commonName (default) or emailAddress.
+	CertUsernameField string `yaml:"cert_username_field"`
 }
 
 // CertKey is a PEM certificate chain and its key.
@@ -71,6 +77,22 @@ type Auth struct {
 	// (auth_username_chars); unset means Dovecot's default, "" means any.
 	UsernameChars *string `yaml:"username_chars"`
 	Cache         Cache   `yaml:"cache"`
+	// Mechanisms are the SASL mechanisms offered (Dovecot's
+	// auth_mechanisms, space-separated; default "plain login").
+	Mechanisms string `yaml:"mechanisms"`
+	// AnonymousUsername is the user ANONYMOUS logs in as.
+	AnonymousUsername string `yaml:"anonymous_username"`
+	// OAuth2 validates OAUTHBEARER / XOAUTH2 tokens; without it tokens are
+	// passed to the backend, which validates them.
+	OAuth2 OAuth2 `yaml:"oauth2"`
+}
+
+// OAuth2 is a token introspection endpoint (RFC 7662).
+type OAuth2 struct {
+	IntrospectionURL  string `yaml:"introspection_url"`
+	ClientID          string `yaml:"client_id"`
+	ClientSecret      string `yaml:"client_secret"`
+	UsernameAttribute string `yaml:"username_attribute"`
 }
 
 // Cache is the auth cache (auth_cache_size, auth_cache_ttl,
@@ -243,6 +265,12 @@ func (c *Config) applyDefaults() {
 	if c.Limits.MaxBadCommands == 0 {
 		c.Limits.MaxBadCommands = DefaultMaxBadCommands
 	}
+	if c.Auth.Mechanisms == "" {
+		c.Auth.Mechanisms = "plain login"
+	}
+	if c.Auth.AnonymousUsername == "" {
+		c.Auth.AnonymousUsername = "anonymous"
+	}
 	if c.Auth.Cache.TTL == 0 {
 		c.Auth.Cache.TTL = time.Hour
 	}
@@ -304,6 +332,11 @@ func (c *Config) validate() error {
 	}
 	if c.Auth.Cache.Size < 0 {
 		add("auth.cache.size: negative")
+	}
+	switch c.TLS.CertUsernameField {
+	case "", "commonName", "emailAddress":
+	default:
+		add("tls.cert_username_field: want commonName or emailAddress")
 	}
 	if len(c.Director.Backends) == 0 {
 		add("director.backends: at least one backend is needed")

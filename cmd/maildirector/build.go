@@ -20,6 +20,7 @@ import (
 	"github.com/maildirector/maildirector/gateway/sieve"
 	"github.com/maildirector/maildirector/internal/authbuild"
 	"github.com/maildirector/maildirector/mechs"
+	"github.com/maildirector/maildirector/oauth"
 )
 
 // app is everything serve runs, built from a config without I/O beyond
@@ -84,6 +85,24 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	mechList, err := buildMechanisms(cfg)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if tlsConfig != nil && cfg.TLS.ClientCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLS.ClientCAFile)
+		roots := x509.NewCertPool()
+		if err != nil || !roots.AppendCertsFromPEM(pem) {
+			errs = append(errs, fmt.Errorf("tls.client_ca_file: no certificate read from %s: %v", cfg.TLS.ClientCAFile, err))
+		}
+		// Ask for a certificate, never insist: only EXTERNAL uses it.
+		tlsConfig.ClientCAs, tlsConfig.ClientAuth = roots, tls.VerifyClientCertIfGiven
+	}
+	var tokens mechs.TokenValidator
+	if o := cfg.Auth.OAuth2; o.IntrospectionURL != "" {
+		tokens = &oauth.Introspector{URL: o.IntrospectionURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret, UsernameAttribute: o.UsernameAttribute}
+	}
+	hostname, _ := os.Hostname()
 	if len(errs) > 0 {
 		if adb != nil {
 			adb.Close()
@@ -106,6 +125,15 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 			Exempt: cfg.Trusted(),
 		},
 		MaxUserIPConnections: *cfg.Limits.MaxUserIPConnections,
+		MasterUser:           cfg.Backend.MasterUser,
+		MasterPassword:       cfg.Backend.MasterPassword,
+		Mechs: mechs.Info{
+			Verifier:          adb.Passdb,
+			Hostname:          hostname,
+			AnonymousUser:     cfg.Auth.AnonymousUsername,
+			Tokens:            tokens,
+			CertUsernameField: cfg.TLS.CertUsernameField,
+		},
 	}
 	for ip, h := range cfg.Backend.Hosts {
 		pipeline.HostPorts[ip] = h.Ports.Map()
@@ -118,21 +146,21 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 			Registry:        registry,
 			Extensions:      cfg.Sieve.Extensions,
 			Notify:          cfg.Sieve.Notify,
-			Mechs:           []mechs.Mechanism{mechs.Plain, mechs.Login},
+			Mechs:           mechList,
 			MaxAuthFailures: cfg.Limits.MaxAuthFailures,
 			MaxBadCommands:  cfg.Limits.MaxBadCommands,
 		},
 		"pop3": &pop3.Server{
 			Pipeline:        pipeline,
 			Registry:        registry,
-			Mechs:           []mechs.Mechanism{mechs.Plain, mechs.Login},
+			Mechs:           mechList,
 			MaxAuthFailures: cfg.Limits.MaxAuthFailures,
 			MaxBadCommands:  cfg.Limits.MaxBadCommands,
 		},
 		"imap": &imap.Server{
 			Pipeline:        pipeline,
 			Registry:        registry,
-			Mechs:           []mechs.Mechanism{mechs.Plain, mechs.Login},
+			Mechs:           mechList,
 			MaxAuthFailures: cfg.Limits.MaxAuthFailures,
 			MaxBadCommands:  cfg.Limits.MaxBadCommands,
 		},
