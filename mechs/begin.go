@@ -37,9 +37,13 @@ func Offer(all []Mechanism, plaintextOK, tls bool) []Mechanism {
 // NeedsMasterUser reports whether a login with m leaves the gateway
 // without the client's password, so that the backend login must be a
 // master login (the seed memo's DIGEST-MD5 note). The OAuth mechanisms
-// pass their token on instead.
-func NeedsMasterUser(m Mechanism) bool {
-	return !m.Plaintext && m.Name != "OAUTHBEARER" && m.Name != "XOAUTH2"
+// need one only when the gateway checks tokens itself; otherwise the
+// token is passed on.
+func NeedsMasterUser(m Mechanism, checkTokens bool) bool {
+	if m.Name == "OAUTHBEARER" || m.Name == "XOAUTH2" {
+		return checkTokens
+	}
+	return !m.Plaintext
 }
 
 // TokenMessage is the client message of OAUTHBEARER or XOAUTH2 carrying

@@ -79,9 +79,9 @@ func (m *oauth) Next(response []byte) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	// The backend gets the same token: no master user needed.
+	// Checked here: the backend login is a master login, so that the
+	// backends need not know the identity provider.
 	m.out.Checked, m.out.Auth = true, res
-	m.out.Token, m.out.TokenMech = token, m.mech
 	return nil, true, nil
 }
 

@@ -43,7 +43,7 @@ func buildMechanisms(cfg *config.Config) ([]mechs.Mechanism, error) {
 			errs = append(errs, fmt.Errorf("auth.mechanisms: unknown mechanism %s (known: %s)", name, strings.Join(names, " ")))
 			continue
 		}
-		if mechs.NeedsMasterUser(m) && cfg.Backend.MasterUser == "" && !cfg.Backend.MasterFromPassdb {
+		if mechs.NeedsMasterUser(m, cfg.Auth.OAuth2.IntrospectionURL != "") && cfg.Backend.MasterUser == "" && !cfg.Backend.MasterFromPassdb {
 			errs = append(errs, fmt.Errorf("auth.mechanisms: %s never shows the gateway the client's password, so the backend login must be a master login: "+
 				"set backend.master_user and backend.master_password (a master user your backends accept), or backend.master_from_passdb "+
 				"if every passdb returns master= and pass= fields", name))
