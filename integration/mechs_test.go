@@ -170,4 +170,3 @@ print("OAuth OK")
 		}
 	})
 }
-
