@@ -183,3 +183,19 @@ func FuzzCRAMMD5(f *testing.F) {
 		}
 	})
 }
+
+func FuzzAnonymousExternal(f *testing.F) {
+	f.Add([]byte("trace@example.org"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s := External.Check(infoFor(credsTable{"alice": ""}))
+		s.Next(in)
+		if s.Outcome().Auth.Status == auth.StatusOK {
+			t.Fatalf("EXTERNAL without a certificate accepted %q", in)
+		}
+		a := Anonymous.Check(infoFor(credsTable{}))
+		if _, _, err := a.Next(in); err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("ANONYMOUS: %v", err)
+		}
+	})
+}
