@@ -82,6 +82,10 @@ type Auth struct {
 	Mechanisms string `yaml:"mechanisms"`
 	// AnonymousUsername is the user ANONYMOUS logs in as.
 	AnonymousUsername string `yaml:"anonymous_username"`
+	// Realm is the realm DIGEST-MD5 offers (default: none, as Dovecot
+	// without auth_realms); a user name without "@" is then looked up
+	// as user@realm.
+	Realm string `yaml:"realm"`
 	// OAuth2 validates OAUTHBEARER / XOAUTH2 tokens; without it tokens are
 	// passed to the backend, which validates them.
 	OAuth2 OAuth2 `yaml:"oauth2"`

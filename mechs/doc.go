@@ -4,5 +4,5 @@
 // turns the client's responses into credentials; verifying them is the
 // passdb chain's job, done by the caller.
 //
-// It may import auth only (and emersion/go-sasl).
+// It may import auth and password (and emersion/go-sasl).
 package mechs

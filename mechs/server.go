@@ -23,7 +23,10 @@ type Verifier interface {
 type Info struct {
 	Ctx      context.Context
 	Service  string // "imap", "pop3", "sieve" (DIGEST-MD5's digest-uri)
-	Hostname string // the server's name (CRAM-MD5 challenge, DIGEST-MD5 realm)
+	Hostname string // the server's name (CRAM-MD5 challenge)
+	// Realm is the realm DIGEST-MD5 offers ("": the empty realm, as
+	// Dovecot without auth_realms).
+	Realm string
 	// TLS is the client connection's TLS state, nil on cleartext. -PLUS
 	// mechanisms take their channel binding from it (RFC 9266
 	// tls-exporter; RFC 5929 tls-unique for TLS 1.2).

@@ -131,6 +131,7 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 			Verifier:          adb.Passdb,
 			Hostname:          hostname,
 			AnonymousUser:     cfg.Auth.AnonymousUsername,
+			Realm:             cfg.Auth.Realm,
 			Tokens:            tokens,
 			CertUsernameField: cfg.TLS.CertUsernameField,
 		},

@@ -17,7 +17,8 @@ import (
 func knownMechanisms() map[string]mechs.Mechanism {
 	m := map[string]mechs.Mechanism{}
 	for _, x := range []mechs.Mechanism{
-		mechs.Plain, mechs.Login, mechs.CRAMMD5,
+		mechs.Plain, mechs.Login, mechs.CRAMMD5, mechs.DigestMD5,
+		mechs.SCRAMSHA1, mechs.SCRAMSHA256, mechs.SCRAMSHA1Plus, mechs.SCRAMSHA256Plus,
 		mechs.OAuthBearer, mechs.XOAuth2, mechs.External, mechs.Anonymous,
 	} {
 		m[x.Name] = x
