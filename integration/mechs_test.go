@@ -90,8 +90,8 @@ func (e *mechEnv) gsasl(t *testing.T, mech, user, pass string, extra ...string) 
 // Dovecot backend with a client not written here (GNU gsasl, Python's
 // imaplib), and a wrong secret is refused.
 func TestMechanisms(t *testing.T) {
-	e := startMechEnv(t, "plain login cram-md5 external anonymous xoauth2 oauthbearer")
-	for _, mech := range []string{"PLAIN", "LOGIN", "CRAM-MD5"} {
+	e := startMechEnv(t, "plain login cram-md5 digest-md5 scram-sha-1 scram-sha-256 scram-sha-1-plus scram-sha-256-plus external anonymous xoauth2 oauthbearer")
+	for _, mech := range []string{"PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"} {
 		t.Run(mech, func(t *testing.T) {
 			u := userName(1)
 			if out, err := e.gsasl(t, mech, u, mechPassword, "--no-starttls"); err != nil {
@@ -105,6 +105,27 @@ func TestMechanisms(t *testing.T) {
 			}
 		})
 	}
+	// Channel binding: only over TLS; gsasl binds to the TLS session it
+	// negotiated with STARTTLS.
+	for _, mech := range []string{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS"} {
+		t.Run(mech, func(t *testing.T) {
+			u := userName(5)
+			if out, err := e.gsasl(t, mech, u, mechPassword, "--starttls"); err != nil {
+				t.Fatalf("right password: %v\n%s", err, out)
+			}
+			if out, err := e.gsasl(t, mech, u, "wrong", "--starttls"); err == nil {
+				t.Fatalf("wrong password accepted:\n%s", out)
+			}
+		})
+	}
+	t.Run("SCRAM-PLUS offered on TLS only", func(t *testing.T) {
+		c := dial(t, e.gwAddr, "")
+		defer c.close()
+		caps, _ := c.do("CAPABILITY")
+		if strings.Contains(caps[0], "PLUS") || strings.Contains(caps[0], "EXTERNAL") || !strings.Contains(caps[0], "AUTH=SCRAM-SHA-256 ") {
+			t.Fatalf("cleartext capabilities: %s", caps[0])
+		}
+	})
 	t.Run("CRAM-MD5 with Python imaplib", func(t *testing.T) {
 		requireTools(t, "python3")
 		host, port, _ := strings.Cut(e.gwAddr, ":")
