@@ -105,21 +105,29 @@ type Registry struct {
 	n  atomic.Int64
 }
 
-func (r *Registry) add(s *Session) {
+// Add registers s (again is harmless). Front ends register a session
+// before telling the client it is logged in, so that limits and listings
+// never miss a session the client already knows about.
+func (r *Registry) Add(s *Session) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.m == nil {
 		r.m = map[*Session]struct{}{}
 	}
-	r.m[s] = struct{}{}
-	r.mu.Unlock()
-	r.n.Add(1)
+	if _, ok := r.m[s]; !ok {
+		r.m[s] = struct{}{}
+		r.n.Add(1)
+	}
 }
 
-func (r *Registry) remove(s *Session) {
+// Remove forgets s (again is harmless).
+func (r *Registry) Remove(s *Session) {
 	r.mu.Lock()
-	delete(r.m, s)
-	r.mu.Unlock()
-	r.n.Add(-1)
+	defer r.mu.Unlock()
+	if _, ok := r.m[s]; ok {
+		delete(r.m, s)
+		r.n.Add(-1)
+	}
 }
 
 // Count returns the number of relayed sessions.
@@ -184,8 +192,8 @@ func Relay(c *ClientConn, b *BackendConn, s *Session, reg *Registry) (in, out in
 	// idle session costs little.
 	c.R, c.W, b.R, b.W = nil, nil, nil, nil
 
-	reg.add(s)
-	defer reg.remove(s)
+	reg.Add(s)
+	defer reg.Remove(s)
 
 	done := make(chan int64, 1)
 	go func() {

@@ -44,15 +44,17 @@ func (ss *session) proxyLogin(ctx context.Context, tag, mech string, o mechs.Out
 	}
 	defer t.Release()
 	log = log.With("backend", t.Addr(), "route", t.Route)
+	sess := &gateway.Session{ID: c.Session, Service: "imap", User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
+	ss.srv.Registry.Add(sess)
 	if err := c.Printf("%s %s", tag, okLine); err != nil {
 		b.Close()
+		ss.srv.Registry.Remove(sess)
 		return true, nil
 	}
 	if mech == "" {
 		mech = "LOGIN command"
 	}
 	log.Info("proxy: logged in", "method", mech, "latency", time.Since(start).Round(time.Millisecond))
-	sess := &gateway.Session{ID: c.Session, Service: "imap", User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
 	in, out := gateway.Relay(c, b, sess, ss.srv.Registry)
 	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
 	return true, nil

@@ -61,15 +61,17 @@ func (ss *session) proxyLogin(ctx context.Context, mech string, o mechs.Outcome)
 	}
 	defer t.Release()
 	log = log.With("backend", t.Addr(), "route", t.Route)
+	sess := &gateway.Session{ID: c.Session, Service: "pop3", User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
+	ss.srv.Registry.Add(sess)
 	if err := c.Printf("%s", okLine); err != nil {
 		b.Close()
+		ss.srv.Registry.Remove(sess)
 		return true, nil
 	}
 	if mech == "" {
 		mech = "USER/PASS"
 	}
 	log.Info("proxy: logged in", "method", mech, "latency", time.Since(start).Round(time.Millisecond))
-	sess := &gateway.Session{ID: c.Session, Service: "pop3", User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
 	in, out := gateway.Relay(c, b, sess, ss.srv.Registry)
 	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
 	return true, nil
