@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -190,4 +192,59 @@ print("OAuth OK")
 			t.Fatalf("%v\n%s", err, out)
 		}
 	})
+}
+
+// TestOAuthPassThrough: without auth.oauth2, the gateway does not check
+// tokens; it hands them to the backend with the same mechanism, and a
+// Dovecot oauth2 passdb there checks them (against the same introspection
+// endpoint here).
+func TestOAuthPassThrough(t *testing.T) {
+	requireTools(t, "python3")
+	introspect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		if u, ok := strings.CutPrefix(r.Form.Get("token"), "tok-"); ok {
+			fmt.Fprintf(w, `{"active":true,"email":%q}`, u)
+			return
+		}
+		w.Write([]byte(`{"active":false}`))
+	}))
+	defer introspect.Close()
+	users := map[string]string{}
+	for i := 0; i < 4; i++ {
+		users[userName(i)] = "unused-" + strconv.Itoa(i)
+	}
+	dir := testDir(t)
+	oauthConf := filepath.Join(dir, "dovecot-oauth2.conf.ext")
+	os.WriteFile(oauthConf, []byte(fmt.Sprintf("introspection_url = %s/\nintrospection_mode = post\nusername_attribute = email\nactive_attribute = active\nactive_value = true\n", introspect.URL)), 0o644)
+	e := startBackendsWith(t, []string{"127.0.0.11", "127.0.0.12"}, users, func(o *harness.DovecotOptions) {
+		o.AuthMechanisms = "plain login xoauth2 oauthbearer"
+		o.ExtraConf = fmt.Sprintf("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = %s\n}\n", oauthConf)
+	})
+	e.startGateway(t, "proxy=y nopassword=y", trusted+"auth: {mechanisms: \"plain xoauth2 oauthbearer\"}\n")
+	host, port, _ := strings.Cut(e.gwAddr, ":")
+	u := userName(2)
+	script := fmt.Sprintf(`
+import imaplib
+def login(mech, token):
+    m = imaplib.IMAP4(%q, %s)
+    if mech == "XOAUTH2":
+        msg = "user=%s\x01auth=Bearer " + token + "\x01\x01"
+    else:
+        msg = "n,a=%s,\x01auth=Bearer " + token + "\x01\x01"
+    try:
+        typ, _ = m.authenticate(mech, lambda _: msg.encode())
+        return typ
+    except imaplib.IMAP4.error:
+        return "NO"
+for mech in ("XOAUTH2", "OAUTHBEARER"):
+    assert login(mech, "tok-%s") == "OK", mech
+    assert login(mech, "revoked") == "NO", mech
+print("pass-through OK")
+`, host, port, u, u, u)
+	if out, err := exec.Command("python3", "-c", script).CombinedOutput(); err != nil || !strings.Contains(string(out), "pass-through OK") {
+		t.Fatalf("%v\n%s\n%s", err, out, lastLines(e.backendByIP(e.ringBackend(u)).Log(), 10))
+	}
+	if !logHas(e.backendByIP(e.ringBackend(u)), "Login: user=<"+u+">, method=XOAUTH2", "Login: user=<"+u+">, method=OAUTHBEARER") {
+		t.Fatal("the backend did not check the tokens itself")
+	}
 }

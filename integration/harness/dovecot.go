@@ -36,6 +36,9 @@ type DovecotOptions struct {
 	// implicit TLS on IMAPSPort / POP3SPort when set.
 	SSLCert, SSLKey      string
 	IMAPSPort, POP3SPort int
+	// AuthMechanisms is auth_mechanisms (default "plain login"); ExtraConf
+	// is appended to the configuration (more passdbs, plugins ...).
+	AuthMechanisms, ExtraConf string
 	// HAProxyIMAPPort, when set, is an extra IMAP listener that expects a
 	// PROXY protocol header (Dovecot's haproxy = yes) from 127.0.0.0/8.
 	HAProxyIMAPPort int
@@ -94,7 +97,7 @@ haproxy_trusted_networks = 127.0.0.0/8
 recipient_delimiter = +
 pop3_uidl_format = %08Xu%08Xv
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {{if .AuthMechanisms}}{{.AuthMechanisms}}{{else}}plain login{{end}}
 auth_failure_delay = 0
 auth_verbose = yes
 login_trusted_networks = {{.TrustedNetworks}}
@@ -194,6 +197,7 @@ service imap {
 service anvil {
   chroot =
 }
+{{.ExtraConf}}
 `))
 
 // StartDovecot writes a private configuration and starts Dovecot in the
