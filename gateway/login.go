@@ -127,3 +127,20 @@ func (p *Pipeline) backendCredentials(t *Target, mech string) error {
 	}
 	return auth.Internal("proxy", fmt.Errorf("%s gives no plaintext password and neither the passdb (master=, pass=) nor backend.master_user gives a backend login", mech))
 }
+
+// Proxy finishes a login the backend accepted: it registers the session,
+// tells the client (sendOK) and relays until either side closes, logging
+// the login and its end. It returns once the session is over.
+func Proxy(c *ClientConn, t *Target, b *BackendConn, reg *Registry, service, method string, started time.Time, sendOK func() error) {
+	log := c.Log.With("user", t.Account, "backend", t.Addr(), "route", t.Route)
+	sess := &Session{ID: c.Session, Service: service, User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
+	reg.Add(sess)
+	if err := sendOK(); err != nil {
+		b.Close()
+		reg.Remove(sess)
+		return
+	}
+	log.Info("proxy: logged in", "method", method, "latency", time.Since(started).Round(time.Millisecond))
+	in, out := Relay(c, b, sess, reg)
+	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
+}

@@ -43,20 +43,10 @@ func (ss *session) proxyLogin(ctx context.Context, tag, mech string, o mechs.Out
 		return false, ss.fail(tag, log, err)
 	}
 	defer t.Release()
-	log = log.With("backend", t.Addr(), "route", t.Route)
-	sess := &gateway.Session{ID: c.Session, Service: "imap", User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
-	ss.srv.Registry.Add(sess)
-	if err := c.Printf("%s %s", tag, okLine); err != nil {
-		b.Close()
-		ss.srv.Registry.Remove(sess)
-		return true, nil
-	}
 	if mech == "" {
 		mech = "LOGIN command"
 	}
-	log.Info("proxy: logged in", "method", mech, "latency", time.Since(start).Round(time.Millisecond))
-	in, out := gateway.Relay(c, b, sess, ss.srv.Registry)
-	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
+	gateway.Proxy(c, t, b, ss.srv.Registry, "imap", mech, start, func() error { return c.Printf("%s %s", tag, okLine) })
 	return true, nil
 }
 
@@ -72,7 +62,7 @@ func (ss *session) fail(tag string, log *slog.Logger, err error) error {
 	case gateway.OutcomeDisabled:
 		log.Info("login refused: nologin", "reason", err)
 		line = "NO [AUTHENTICATIONFAILED] Authentication failed."
-		if reason = oneLine(reason); reason != "" {
+		if reason = gateway.OneLine(reason); reason != "" {
 			// Dovecot shows the passdb's reason as an alert unless it
 			// carries its own response code.
 			if strings.HasPrefix(reason, "[") {
@@ -96,14 +86,4 @@ func (ss *session) fail(tag string, log *slog.Logger, err error) error {
 		return errTooManyAuthFailures
 	}
 	return nil
-}
-
-// oneLine keeps a database-supplied text from breaking the protocol.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

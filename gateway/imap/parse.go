@@ -3,10 +3,11 @@
 package imap
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/maildirector/maildirector/gateway"
 )
 
 // Pre-login parser. It knows just enough IMAP syntax for the commands a
@@ -53,7 +54,7 @@ func (e *syntaxError) Error() string { return e.msg }
 
 // errGarbage marks input that is not IMAP at all (NUL bytes, binary):
 // the connection is closed with BYE.
-var errGarbage = errors.New("garbage received")
+var errGarbage = gateway.ErrGarbage
 
 const maxListDepth = 4
 
@@ -279,4 +280,4 @@ func (p *parser) literal() (string, error) {
 
 // errLiteralTooBig: a non-synchronizing literal over the limit; the
 // connection must be closed because its bytes are already on the way.
-var errLiteralTooBig = errors.New("non-synchronizing literal too large")
+var errLiteralTooBig = gateway.ErrLiteralTooBig

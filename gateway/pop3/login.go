@@ -60,20 +60,10 @@ func (ss *session) proxyLogin(ctx context.Context, mech string, o mechs.Outcome)
 		return false, ss.fail(log, err)
 	}
 	defer t.Release()
-	log = log.With("backend", t.Addr(), "route", t.Route)
-	sess := &gateway.Session{ID: c.Session, Service: "pop3", User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
-	ss.srv.Registry.Add(sess)
-	if err := c.Printf("%s", okLine); err != nil {
-		b.Close()
-		ss.srv.Registry.Remove(sess)
-		return true, nil
-	}
 	if mech == "" {
 		mech = "USER/PASS"
 	}
-	log.Info("proxy: logged in", "method", mech, "latency", time.Since(start).Round(time.Millisecond))
-	in, out := gateway.Relay(c, b, sess, ss.srv.Registry)
-	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
+	gateway.Proxy(c, t, b, ss.srv.Registry, "pop3", mech, start, func() error { return c.Printf("%s", okLine) })
 	return true, nil
 }
 
@@ -98,14 +88,14 @@ func (ss *session) fail(log *slog.Logger, err error) error {
 		// pop3_lock_session, mail_max_userip_connections): temporary, and
 		// its own words tell the client what to do.
 		log.Info("login failed: mailbox in use", "reason", err)
-		line = "-ERR " + oneLine(inUse.text)
+		line = "-ERR " + gateway.OneLine(inUse.text)
 	case outcome == gateway.OutcomeAuthFailed:
 		log.Info("login failed", "reason", err)
 		line = replyAuthFailed
 	case outcome == gateway.OutcomeDisabled:
 		log.Info("login refused: nologin", "reason", err)
 		line = replyAuthFailed
-		if reason = oneLine(reason); reason != "" {
+		if reason = gateway.OneLine(reason); reason != "" {
 			// A reason with its own response code keeps it.
 			if strings.HasPrefix(reason, "[") {
 				line = "-ERR " + reason
@@ -128,15 +118,4 @@ func (ss *session) fail(log *slog.Logger, err error) error {
 		return errTooManyAuthFailures
 	}
 	return nil
-}
-
-// oneLine keeps a database- or backend-supplied text from breaking the
-// protocol.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

@@ -5,6 +5,8 @@ package pop3
 import (
 	"errors"
 	"strings"
+
+	"github.com/maildirector/maildirector/gateway"
 )
 
 // command is one pre-login command line: a keyword and the rest of the
@@ -24,7 +26,7 @@ const maxKeyword = 16
 
 // errGarbage marks input that is not POP3 at all (NUL bytes, binary):
 // the connection is closed.
-var errGarbage = errors.New("garbage received")
+var errGarbage = gateway.ErrGarbage
 
 // errBadChars marks a command whose arguments hold a CR, which would
 // change the line's meaning when passed on to a backend.

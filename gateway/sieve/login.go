@@ -26,17 +26,7 @@ func (ss *session) proxyLogin(ctx context.Context, mech string, o mechs.Outcome)
 		return false, ss.fail(log, err)
 	}
 	defer t.Release()
-	log = log.With("backend", t.Addr(), "route", t.Route)
-	sess := &gateway.Session{ID: c.Session, Service: "sieve", User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
-	ss.srv.Registry.Add(sess)
-	if err := c.Printf("%s", okLine); err != nil {
-		b.Close()
-		ss.srv.Registry.Remove(sess)
-		return true, nil
-	}
-	log.Info("proxy: logged in", "method", mech, "latency", time.Since(start).Round(time.Millisecond))
-	in, out := gateway.Relay(c, b, sess, ss.srv.Registry)
-	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
+	gateway.Proxy(c, t, b, ss.srv.Registry, "sieve", mech, start, func() error { return c.Printf("%s", okLine) })
 	return true, nil
 }
 
@@ -60,7 +50,7 @@ func (ss *session) fail(log *slog.Logger, err error) error {
 	case gateway.OutcomeDisabled:
 		log.Info("login refused: nologin", "reason", err)
 		line = textAuthFailed
-		if reason = oneLine(reason); strings.TrimSpace(reason) != "" {
+		if reason = gateway.OneLine(reason); strings.TrimSpace(reason) != "" {
 			line = "NO " + quote(reason)
 		}
 	case gateway.OutcomeTempFail:
@@ -78,14 +68,4 @@ func (ss *session) fail(log *slog.Logger, err error) error {
 		return errTooManyAuthFailures
 	}
 	return nil
-}
-
-// oneLine keeps a database-supplied text from breaking the protocol.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

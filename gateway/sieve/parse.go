@@ -3,9 +3,10 @@
 package sieve
 
 import (
-	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/maildirector/maildirector/gateway"
 )
 
 // ManageSieve syntax (RFC 5804 4), as much as the dialogue before login
@@ -42,11 +43,11 @@ func (e *syntaxError) Error() string { return e.msg }
 var (
 	// errGarbage marks input that is not ManageSieve at all (NUL bytes,
 	// binary, a TLS handshake): the connection is closed with BYE.
-	errGarbage = errors.New("garbage received")
+	errGarbage = gateway.ErrGarbage
 	// errLiteralTooBig: a literal over the limit. Its bytes are already on
 	// the way (ManageSieve literals never wait for a go-ahead), so the
 	// connection cannot be resynchronised and is closed.
-	errLiteralTooBig = errors.New("literal too large")
+	errLiteralTooBig = gateway.ErrLiteralTooBig
 )
 
 // Bounds on one pre-login command, whatever its line and literal sizes:

@@ -6,11 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
@@ -171,42 +167,16 @@ func (ss *session) bad(msg string) error {
 	return ss.c.Printf("NO %s", quote(msg))
 }
 
+// The protocol's names for the shared hang-up reasons.
 var (
-	errTooManyBad          = errors.New("too many invalid commands")
-	errTooManyAuthFailures = errors.New("too many authentication failures")
+	errTooManyBad          = gateway.ErrTooManyBad
+	errTooManyAuthFailures = gateway.ErrTooManyAuthFailures
 )
 
 // disconnect tells the client why it is being disconnected, when it can
 // still hear it, and logs it.
 func (ss *session) disconnect(err error) {
-	c := ss.c
-	// The login deadline covers writes too; give the farewell its own
-	// moment, or a client that idled out would never read why.
-	c.Conn().SetWriteDeadline(time.Now().Add(2 * time.Second))
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.Printf(`BYE "Disconnected for inactivity."`)
-		c.Log.Info("disconnected: login timeout")
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		c.Log.Debug("disconnected before login")
-	case errors.Is(err, gateway.ErrLineTooLong):
-		c.Printf(`BYE "Too long command line."`)
-		c.Log.Info("disconnected: line too long")
-	case errors.Is(err, errGarbage):
-		c.Printf(`BYE "Garbage received."`)
-		c.Log.Info("disconnected: garbage received")
-	case errors.Is(err, errLiteralTooBig):
-		c.Printf(`BYE "Literal too large."`)
-		c.Log.Info("disconnected: literal too large")
-	case errors.Is(err, errTooManyBad):
-		c.Printf(`BYE "Too many invalid MANAGESIEVE commands."`)
-		c.Log.Info("disconnected: too many invalid commands")
-	case errors.Is(err, errTooManyAuthFailures):
-		c.Printf(`BYE "Too many authentication failures."`)
-		c.Log.Info("disconnected: too many authentication failures")
-	default:
-		c.Log.Info("disconnected", "reason", err)
-	}
+	gateway.Disconnect(ss.c, err, func(text string) { ss.c.Printf("BYE %s", quote(text)) }, "Too many invalid MANAGESIEVE commands.")
 }
 
 // literal and nextLine implement lineSource on the client connection.
