@@ -45,9 +45,11 @@ func run(listen string, keep bool) error {
 		users[u+"@example.com"] = "secret"
 	}
 	ips := []string{"127.0.0.11", "127.0.0.12"}
-	port, err := harness.FreePort(ips...)
-	if err != nil {
-		return err
+	var port, pop3, lmtp, sieve int
+	for _, p := range []*int{&port, &pop3, &lmtp, &sieve} {
+		if *p, err = harness.FreePort(ips...); err != nil {
+			return err
+		}
 	}
 	var backends []*harness.Dovecot
 	defer func() {
@@ -57,7 +59,7 @@ func run(listen string, keep bool) error {
 	}()
 	for _, ip := range ips {
 		b, err := harness.StartDovecot(harness.DovecotOptions{
-			IP: ip, IMAPPort: port,
+			IP: ip, IMAPPort: port, POP3Port: pop3, LMTPPort: lmtp, SievePort: sieve,
 			Dir:      filepath.Join(dir, "backend-"+ip),
 			MailRoot: filepath.Join(dir, "mail"),
 			Users:    users,
@@ -76,6 +78,12 @@ func run(listen string, keep bool) error {
 listen:
   - protocol: imap
     address: %s
+  - protocol: pop3
+    address: 127.0.0.1:10110
+  - protocol: sieve
+    address: 127.0.0.1:14190
+  - protocol: lmtp
+    address: 127.0.0.1:10024
 passdb:
   - driver: static
     args: proxy=y nopassword=y
@@ -83,9 +91,9 @@ director:
   backends: [%s]
   user_expire: 15m
 backend:
-  ports: {imap: %d}
+  ports: {imap: %d, pop3: %d, lmtp: %d, sieve: %d}
 trusted_networks: [127.0.0.0/8]
-`, listen, strings.Join(ips, ", "), port)
+`, listen, strings.Join(ips, ", "), port, pop3, lmtp, sieve)
 	gw, err := harness.StartGateway(bin, dir, yaml, listen)
 	if err != nil {
 		return err
@@ -95,7 +103,7 @@ trusted_networks: [127.0.0.0/8]
 	hosts, _ := director.ParseHosts(ips)
 	ring := director.NewRing(hosts)
 	fmt.Printf("\nmaildirector demo is running.\n\n")
-	fmt.Printf("  gateway (IMAP):  %s\n", listen)
+	fmt.Printf("  gateway:         IMAP %s, POP3 127.0.0.1:10110, ManageSieve 127.0.0.1:14190, LMTP 127.0.0.1:10024\n", listen)
 	for _, b := range backends {
 		fmt.Printf("  backend Dovecot: %s   log: %s\n", b.IMAPAddr(), b.LogPath)
 	}
@@ -110,6 +118,9 @@ trusted_networks: [127.0.0.0/8]
 try:
   curl -v --url "imap://%s:%s/INBOX" --user "alice@example.com:secret"
   python3 -c 'import imaplib; m = imaplib.IMAP4("%s", %s); print(m.login("grace@example.com", "secret")); print(m.select("INBOX")); m.logout()'
+  swaks --protocol LMTP --server 127.0.0.1 --port 10024 --to alice@example.com,grace@example.com
+  curl -v --url "pop3://127.0.0.1:10110/" --user "alice@example.com:secret"
+  sieve-connect --nosrv --server 127.0.0.1 --port 14190 --user alice@example.com --clearchan --list
   doveadm -c %s who      # who is on the first backend
 
 Ctrl-C stops the demo.
