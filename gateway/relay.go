@@ -175,7 +175,8 @@ func (r *Registry) Kick(user string) int {
 }
 
 // bufPool holds copy buffers for relays that cannot splice (TLS on either
-// side). They are small: an idle session holds one per direction.
+// side). A buffer is taken only once bytes are ready where the source can
+// be watched (see waitReadable), so idle sessions do not hold them.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 16*1024); return &b }}
 
 // Relay copies bytes both ways between the logged-in client and backend
@@ -217,8 +218,19 @@ func lingering(r *bufio.Reader) []byte {
 	return append([]byte(nil), b...)
 }
 
-// pump writes first, then copies src to dst. TCP on both ends goes through
-// io.Copy, which splices in the kernel.
+// pump writes first, then copies src to dst until src ends or either
+// side fails.
+//
+// Most relayed sessions sit idle (IMAP IDLE, a mail client left open), so
+// what a waiting session holds matters more than per-chunk cost. io.Copy
+// between two TCP sockets splices, but Go's splice keeps its pipe pair (two
+// more fds) for as long as it waits; a buffered copy keeps its buffer. So
+// where src is a plain socket, pump first waits for it to be readable, then
+// moves exactly the bytes that are ready (splicing them when dst is TCP
+// too, the pipe going back to the runtime's pool after), and waits again.
+// A TLS source cannot be watched that way (its records may already be
+// buffered inside crypto/tls), so it blocks in Read with a small buffer
+// (copyBlocking).
 func pump(dst, src net.Conn, first []byte) int64 {
 	var n int64
 	if len(first) > 0 {
@@ -229,20 +241,85 @@ func pump(dst, src net.Conn, first []byte) int64 {
 		}
 	}
 	_, dstTCP := dst.(*net.TCPConn)
-	_, srcTCP := src.(*net.TCPConn)
-	if dstTCP && srcTCP {
-		w, _ := io.Copy(dst, src)
-		return n + w
+	for {
+		ready, ok, err := waitReadable(src)
+		if !ok {
+			break
+		}
+		if err != nil || ready == 0 {
+			return n
+		}
+		if dstTCP {
+			w, err := io.CopyN(dst, src, int64(ready))
+			n += w
+			if err != nil {
+				return n
+			}
+			continue
+		}
+		bp := bufPool.Get().(*[]byte)
+		buf := *bp
+		if ready < len(buf) {
+			buf = buf[:ready]
+		}
+		r, rerr := src.Read(buf)
+		var werr error
+		if r > 0 {
+			var w int
+			w, werr = dst.Write(buf[:r])
+			n += int64(w)
+		}
+		bufPool.Put(bp)
+		if rerr != nil || werr != nil {
+			return n
+		}
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	w, _ := io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
-	return n + w
+	return n + copyBlocking(dst, src)
 }
 
-// writerOnly and readerOnly hide ReadFrom and WriteTo so that io.CopyBuffer
-// uses the pooled buffer instead of allocating its own.
-type (
-	writerOnly struct{ io.Writer }
-	readerOnly struct{ io.Reader }
-)
+// smallReadSize is what a relay from a TLS client holds while it waits.
+// Commands of an idle IMAP/POP3/Sieve session fit in it; bigger reads
+// (APPEND, PUTSCRIPT) switch to a pooled buffer until the burst ends.
+const smallReadSize = 2048
+
+// copyBlocking copies from a source that cannot be watched for
+// readability, so it must block in Read with a buffer in hand.
+func copyBlocking(dst, src io.ReadWriter) int64 {
+	var n int64
+	small := make([]byte, smallReadSize)
+	write := func(b []byte) error {
+		w, err := dst.Write(b)
+		n += int64(w)
+		return err
+	}
+	for {
+		r, err := src.Read(small)
+		if r > 0 {
+			if werr := write(small[:r]); werr != nil {
+				return n
+			}
+		}
+		if err != nil {
+			return n
+		}
+		if r < len(small) {
+			continue
+		}
+		bp := bufPool.Get().(*[]byte)
+		for {
+			r, err = src.Read(*bp)
+			if r > 0 {
+				if werr := write((*bp)[:r]); werr != nil {
+					err = werr
+				}
+			}
+			if err != nil || r < len(*bp) {
+				break
+			}
+		}
+		bufPool.Put(bp)
+		if err != nil {
+			return n
+		}
+	}
+}

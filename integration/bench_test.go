@@ -3,9 +3,9 @@
 package integration
 
 import (
+	"crypto/tls"
 	"fmt"
-
-	"github.com/maildirector/maildirector/auth"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/integration/harness"
 )
 
 // BenchmarkLogin measures whole logins (connect, greeting, LOGIN, LOGOUT)
@@ -54,15 +57,49 @@ func BenchmarkLogin(b *testing.B) {
 }
 
 // BenchmarkIdleSessionMemory opens b.N idle relayed sessions through the
-// gateway and reports the gateway's resident memory per session (from
-// /proc, so it counts goroutine stacks, buffers and kernel-side nothing).
+// gateway and reports the gateway's resident memory and open fds per
+// session (from /proc, so it counts goroutine stacks, buffers and TLS
+// state), over cleartext IMAP and over imaps.
 //
-//	go test ./integration -run '^$' -bench IdleSessionMemory -benchtime 500x
+//	go test ./integration -run '^$' -bench IdleSessionMemory -benchtime 1000x
 func BenchmarkIdleSessionMemory(b *testing.B) {
+	for _, tlsOn := range []bool{false, true} {
+		name := "imap"
+		if tlsOn {
+			name = "imaps"
+		}
+		b.Run(name, func(b *testing.B) { benchIdleSessions(b, tlsOn) })
+	}
+}
+
+func benchIdleSessions(b *testing.B, tlsOn bool) {
 	e := startBackends(b, []string{"127.0.0.11", "127.0.0.12"}, 64)
-	e.startGateway(b, "proxy=y nopassword=y", trusted+"log: {level: warn}\n")
+	open := func(i int) *client { return dial(b, e.gwAddr, clientIP(i)) }
+	if tlsOn {
+		cert, key, err := harness.WriteSelfSignedCert(e.dir, "localhost", "127.0.0.1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		port, err := harness.FreePort("127.0.0.1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.gwAddr = "127.0.0.1:" + strconv.Itoa(port)
+		e.startGatewayWith(b, fmt.Sprintf("  - {protocol: imaps, address: %q}\n", e.gwAddr),
+			"proxy=y nopassword=y", fmt.Sprintf("tls: {cert: %q, key: %q}\nlog: {level: warn}\n", cert, key))
+		open = func(i int) *client {
+			d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientIP(i))}}
+			conn, err := tls.DialWithDialer(d, "tcp", e.gwAddr, &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return wrapClient(b, conn)
+		}
+	} else {
+		e.startGateway(b, "proxy=y nopassword=y", trusted+"log: {level: warn}\n")
+	}
 	// Warm up: one session so that one-time allocations are not counted.
-	w := dial(b, e.gwAddr, "")
+	w := open(0)
 	w.login(userName(0), password(userName(0)))
 	w.ok("LOGOUT")
 	w.close()
@@ -78,7 +115,7 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			u := userName(i % 64)
-			c := dial(b, e.gwAddr, clientIP(i))
+			c := open(i)
 			if st := c.login(u, password(u)); !strings.HasPrefix(st, "OK") {
 				b.Errorf("login: %s", st)
 			}
@@ -92,6 +129,12 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	b.ReportMetric(float64(after-before)/float64(b.N), "KiB-RSS/session")
 	b.ReportMetric(float64(fdsAfter-fdsBefore)/float64(b.N), "fds/session")
 	b.Logf("gateway RSS %d KiB idle, %d KiB with %d relayed sessions", before, after, b.N)
+	// The sessions must still work after sitting idle.
+	for i, c := range clients {
+		if c != nil && i%50 == 0 {
+			c.ok("NOOP")
+		}
+	}
 	for _, c := range clients {
 		if c != nil {
 			c.close()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/testtls"
 )
 
 // seeds are command streams from the transcripts: the first line, then
@@ -170,7 +171,7 @@ func FuzzPreLogin(f *testing.F) {
 	f.Add([]byte("a1 LOGIN bob x\r\na2 LOGIN bob x\r\na3 LOGIN bob x\r\na4 NOOP\r\n"))
 	f.Add([]byte("a1 STARTTLS\r\n\x16\x03\x01\x00\x05hello"))
 	catcher := &panicCatcher{}
-	srvCfg, _ := testTLS(f)
+	srvCfg, _ := testtls.Configs(f)
 	e := start(f, withTLS(gateway.TLSStartTLS, srvCfg), passdbAnswer(auth.Result{Status: auth.StatusPasswordMismatch}, nil),
 		func(s *setup) {
 			s.listener.Trusted = prefixes(f, "127.0.0.0/8")

@@ -4,53 +4,16 @@ package imap
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/testtls"
 )
-
-// testTLS returns a server configuration with a fresh self-signed
-// certificate for 127.0.0.1 and a client configuration that trusts it.
-func testTLS(t testing.TB) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "maildirector test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
-	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	return server, client
-}
 
 func withTLS(mode gateway.TLSMode, cfg *tls.Config) func(*setup) {
 	return func(s *setup) { s.listener.TLSMode, s.listener.TLSConfig = mode, cfg }
@@ -74,7 +37,7 @@ const greetingStartTLS = "* OK [CAPABILITY " + preCaps + " STARTTLS AUTH=PLAIN A
 
 func TestStartTLS(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("")
 	c.expect(greetingStartTLS)
@@ -94,7 +57,7 @@ func TestStartTLS(t *testing.T) {
 // STARTTLS, and the passdb hears that the connection is TLS.
 func TestStartTLSSecures(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("127.0.0.2")
 	c.expect("* OK [CAPABILITY " + preCaps + " STARTTLS LOGINDISABLED] maildirector ready.")
@@ -110,7 +73,7 @@ func TestStartTLSSecures(t *testing.T) {
 // must not run, before or after the handshake.
 func TestStartTLSInjection(t *testing.T) {
 	t.Parallel()
-	srvCfg, _ := testTLS(t)
+	srvCfg, _ := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("")
 	c.expect(greetingStartTLS)
@@ -124,7 +87,7 @@ func TestStartTLSInjection(t *testing.T) {
 
 func TestStartTLSNotOffered(t *testing.T) {
 	t.Parallel()
-	srvCfg, _ := testTLS(t)
+	srvCfg, _ := testtls.Configs(t)
 	// A certificate without the STARTTLS mode, and the mode without a
 	// certificate: neither offers STARTTLS.
 	for name, opt := range map[string]func(*setup){
@@ -143,7 +106,7 @@ func TestStartTLSNotOffered(t *testing.T) {
 
 func TestImplicitTLS(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}, Config: cliCfg}
 	conn, err := d.Dial("tcp", e.addr)
@@ -163,7 +126,7 @@ func TestImplicitTLS(t *testing.T) {
 // nothing it could mistake for IMAP, and the listener goes on serving.
 func TestImplicitTLSHandshakeFailure(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
 	c := e.dial("")
 	c.write("a1 LOGIN bob secret\r\n")

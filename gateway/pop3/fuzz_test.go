@@ -16,6 +16,7 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/testtls"
 )
 
 // seeds are command lines from the transcripts; more are in
@@ -125,7 +126,7 @@ func FuzzPreLogin(f *testing.F) {
 	f.Add([]byte("XCLIENT TTL=1\r\nUSER bob\r\nPASS x\r\n"))
 	f.Add([]byte("STLS\r\n\x16\x03\x01\x00\x05hello"))
 	catcher := &panicCatcher{}
-	srvCfg, _ := testTLS(f)
+	srvCfg, _ := testtls.Configs(f)
 	e := start(f, withTLS(gateway.TLSStartTLS, srvCfg), passdbAnswer(auth.Result{Status: auth.StatusPasswordMismatch}, nil),
 		func(s *setup) {
 			s.listener.Trusted = prefixes(f, "127.0.0.0/8")

@@ -4,53 +4,16 @@ package pop3
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/testtls"
 )
-
-// testTLS returns a server configuration with a fresh self-signed
-// certificate for 127.0.0.1 and a client configuration that trusts it.
-func testTLS(t testing.TB) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "maildirector test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
-	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	return server, client
-}
 
 func withTLS(mode gateway.TLSMode, cfg *tls.Config) func(*setup) {
 	return func(s *setup) { s.listener.TLSMode, s.listener.TLSConfig = mode, cfg }
@@ -79,7 +42,7 @@ func capaWith(extra ...string) []string {
 
 func TestSTLS(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.connect()
 	c.do("CAPA", capaWith("STLS")...)
@@ -99,7 +62,7 @@ func TestSTLS(t *testing.T) {
 // before STLS is forgotten.
 func TestSTLSSecures(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("127.0.0.2")
 	c.expect(greeting)
@@ -116,7 +79,7 @@ func TestSTLSSecures(t *testing.T) {
 // TestSTLSForgetsUser: USER, STLS, PASS does not log in.
 func TestSTLSForgetsUser(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.connect()
 	c.do("USER bob", "+OK")
@@ -129,7 +92,7 @@ func TestSTLSForgetsUser(t *testing.T) {
 // run, before or after the handshake.
 func TestSTLSInjection(t *testing.T) {
 	t.Parallel()
-	srvCfg, _ := testTLS(t)
+	srvCfg, _ := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.connect()
 	c.write("STLS\r\nUSER bob\r\nPASS secret\r\n")
@@ -140,7 +103,7 @@ func TestSTLSInjection(t *testing.T) {
 
 func TestSTLSNotOffered(t *testing.T) {
 	t.Parallel()
-	srvCfg, _ := testTLS(t)
+	srvCfg, _ := testtls.Configs(t)
 	// A certificate without the STARTTLS mode, and the mode without a
 	// certificate: neither offers STLS.
 	for name, opt := range map[string]func(*setup){
@@ -161,7 +124,7 @@ func TestSTLSNotOffered(t *testing.T) {
 // TestImplicitTLS: pop3s.
 func TestImplicitTLS(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}, Config: cliCfg}
 	conn, err := d.Dial("tcp", e.addr)
@@ -182,7 +145,7 @@ func TestImplicitTLS(t *testing.T) {
 // nothing it could mistake for POP3, and the listener goes on serving.
 func TestImplicitTLSHandshakeFailure(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
 	c := e.dial("")
 	c.write("USER bob\r\n")
@@ -200,7 +163,7 @@ func TestImplicitTLSHandshakeFailure(t *testing.T) {
 // backend connection; what can fail, and how it reads.
 func TestBackendTLS(t *testing.T) {
 	t.Parallel()
-	beCfg, rootsCfg := testTLS(t)
+	beCfg, rootsCfg := testtls.Configs(t)
 	trustBackend := func(s *setup) { s.pipeline.TLSConfig = rootsCfg.Clone() }
 	offerSTLS := func(s *setup) { s.backend.tlsConfig = beCfg }
 	implicit := func(s *setup) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/testtls"
 )
 
 // seeds are command streams from the transcripts: the first line, then
@@ -222,7 +223,7 @@ func FuzzPreLogin(f *testing.F) {
 	f.Add([]byte("AUTHENTICATE \"PLAIN\" \"AGJvYgB4\"\r\nAUTHENTICATE \"PLAIN\" \"AGJvYgB4\"\r\nAUTHENTICATE \"PLAIN\" \"AGJvYgB4\"\r\nNOOP\r\n"))
 	f.Add([]byte("STARTTLS\r\n\x16\x03\x01\x00\x05hello"))
 	catcher := &panicCatcher{}
-	srvCfg, _ := testTLS(f)
+	srvCfg, _ := testtls.Configs(f)
 	e := start(f, withTLS(gateway.TLSStartTLS, srvCfg), passdbAnswer(auth.Result{Status: auth.StatusPasswordMismatch}, nil),
 		func(s *setup) {
 			s.listener.Trusted = prefixes(f, "127.0.0.0/8")

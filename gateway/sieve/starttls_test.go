@@ -4,53 +4,16 @@ package sieve
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/testtls"
 )
-
-// testTLS returns a server configuration with a fresh self-signed
-// certificate for 127.0.0.1 and a client configuration that trusts it.
-func testTLS(t testing.TB) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "maildirector test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
-	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	return server, client
-}
 
 func withTLS(mode gateway.TLSMode, cfg *tls.Config) func(*setup) {
 	return func(s *setup) { s.listener.TLSMode, s.listener.TLSConfig = mode, cfg }
@@ -78,7 +41,7 @@ const tlsOK = `OK "TLS negotiation successful."`
 // NOOP tag as sieve-connect does.
 func TestStartTLS(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("")
 	c.expect(greeting("PLAIN LOGIN", true, false)...)
@@ -99,7 +62,7 @@ func TestStartTLS(t *testing.T) {
 // after STARTTLS, and the passdb hears that the connection is TLS.
 func TestStartTLSSecures(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("127.0.0.2")
 	c.expect(greeting("", true, false)...)
@@ -115,7 +78,7 @@ func TestStartTLSSecures(t *testing.T) {
 // must not run, before or after the handshake.
 func TestStartTLSInjection(t *testing.T) {
 	t.Parallel()
-	srvCfg, _ := testTLS(t)
+	srvCfg, _ := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("")
 	c.expect(greeting("PLAIN LOGIN", true, false)...)
@@ -129,7 +92,7 @@ func TestStartTLSInjection(t *testing.T) {
 
 func TestStartTLSNotOffered(t *testing.T) {
 	t.Parallel()
-	srvCfg, _ := testTLS(t)
+	srvCfg, _ := testtls.Configs(t)
 	// A certificate without the STARTTLS mode, and the mode without a
 	// certificate: neither offers STARTTLS.
 	for name, opt := range map[string]func(*setup){
@@ -148,7 +111,7 @@ func TestStartTLSNotOffered(t *testing.T) {
 
 func TestImplicitTLS(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}, Config: cliCfg}
 	conn, err := d.Dial("tcp", e.addr)
@@ -168,7 +131,7 @@ func TestImplicitTLS(t *testing.T) {
 // nothing it could mistake for ManageSieve, and the listener goes on.
 func TestImplicitTLSHandshakeFailure(t *testing.T) {
 	t.Parallel()
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
 	c := e.dial("")
 	c.write(authPlain("bob", "secret") + "\r\n")
@@ -186,7 +149,7 @@ func TestImplicitTLSHandshakeFailure(t *testing.T) {
 // certificate and the passdb ask for it (starttls=value); the pipeline
 // trusts the certificate when trust is set.
 func withBackendTLS(t testing.TB, value string, trust bool) func(*setup) {
-	srvCfg, cliCfg := testTLS(t)
+	srvCfg, cliCfg := testtls.Configs(t)
 	return func(s *setup) {
 		s.backend.tlsConfig = srvCfg
 		s.pipeline.Passdb = staticDB(t, "proxy=y nopassword=y starttls="+value)
