@@ -89,6 +89,10 @@ type Auth struct {
 	// OAuth2 validates OAUTHBEARER / XOAUTH2 tokens; without it tokens are
 	// passed to the backend, which validates them.
 	OAuth2 OAuth2 `yaml:"oauth2"`
+	// MaxPasswordChecks bounds the stored-password checks running at once
+	// (costly schemes hold memory and a core each); 0 means the number of
+	// CPU cores the process may use. Further logins queue.
+	MaxPasswordChecks int `yaml:"max_password_checks"`
 }
 
 // OAuth2 is a token introspection endpoint (RFC 7662).
@@ -336,6 +340,9 @@ func (c *Config) validate() error {
 	}
 	if c.Auth.Cache.Size < 0 {
 		add("auth.cache.size: negative")
+	}
+	if c.Auth.MaxPasswordChecks < 0 {
+		add("auth.max_password_checks: negative")
 	}
 	switch c.TLS.CertUsernameField {
 	case "", "commonName", "emailAddress":

@@ -29,7 +29,9 @@ type Chain struct {
 	MasterSeparator string
 	// UsernameChars lists the characters a user name may have ("" = any).
 	UsernameChars string
-	Log           *slog.Logger
+	// HashLimit bounds concurrent stored-password checks (nil: no bound).
+	HashLimit *HashLimit
+	Log       *slog.Logger
 }
 
 // Verify authenticates req with its password. Negative answers are
@@ -183,7 +185,7 @@ func (s *state) walk(ctx context.Context) (auth.Result, error) {
 	}
 	for {
 		e := &s.list[i]
-		res, err := query(ctx, log, e, s.req, s.check || s.masterPhase, s.keep && !s.masterPhase)
+		res, err := query(ctx, log, s.chain.HashLimit, e, s.req, s.check || s.masterPhase, s.keep && !s.masterPhase)
 		if e.Deny {
 			switch {
 			case err != nil:

@@ -17,7 +17,7 @@ import (
 // for auth_bind). Answers come from the entry's cache when it has them.
 // keep leaves the stored password in the fields, tagged with the entry's
 // default scheme (for SASL mechanisms that check it themselves).
-func query(ctx context.Context, log *slog.Logger, e *Entry, req *auth.Request, check, keep bool) (auth.Result, error) {
+func query(ctx context.Context, log *slog.Logger, lim *HashLimit, e *Entry, req *auth.Request, check, keep bool) (auth.Result, error) {
 	var (
 		res auth.Result
 		err error
@@ -25,7 +25,7 @@ func query(ctx context.Context, log *slog.Logger, e *Entry, req *auth.Request, c
 	if b, ok := e.DB.(Binder); ok && check && b.Binds() && !e.Deny {
 		res, err = bindQuery(ctx, log, e, b, req)
 	} else {
-		res, err = lookupQuery(ctx, log, e, req, check && !e.Deny)
+		res, err = lookupQuery(ctx, log, lim, e, req, check && !e.Deny)
 	}
 	if err != nil || res.Status != auth.StatusOK {
 		return auth.Result{Status: res.Status}, err
@@ -60,12 +60,12 @@ func query(ctx context.Context, log *slog.Logger, e *Entry, req *auth.Request, c
 
 // lookupQuery looks the user up and, when check is set, compares the
 // password with the stored one.
-func lookupQuery(ctx context.Context, log *slog.Logger, e *Entry, req *auth.Request, check bool) (auth.Result, error) {
+func lookupQuery(ctx context.Context, log *slog.Logger, lim *HashLimit, e *Entry, req *auth.Request, check bool) (auth.Result, error) {
 	res, key, cached, err := cachedLookup(ctx, log, e, req)
 	if err != nil || res.Status != auth.StatusOK || !check {
 		return res, err
 	}
-	ok, err := checkPassword(e, req, res)
+	ok, err := checkPassword(ctx, lim, e, req, res)
 	if err != nil {
 		return auth.Result{}, err
 	}
@@ -83,7 +83,7 @@ func lookupQuery(ctx context.Context, log *slog.Logger, e *Entry, req *auth.Requ
 		default:
 			e.Cache.put(key, fresh)
 			res = fresh
-			if ok, err = checkPassword(e, req, res); err != nil {
+			if ok, err = checkPassword(ctx, lim, e, req, res); err != nil {
 				return auth.Result{}, err
 			}
 		}
@@ -97,8 +97,9 @@ func lookupQuery(ctx context.Context, log *slog.Logger, e *Entry, req *auth.Requ
 	return res, nil
 }
 
-// checkPassword compares req.Password with the stored password in res.
-func checkPassword(e *Entry, req *auth.Request, res auth.Result) (bool, error) {
+// checkPassword compares req.Password with the stored password in res,
+// within lim.
+func checkPassword(ctx context.Context, lim *HashLimit, e *Entry, req *auth.Request, res auth.Result) (bool, error) {
 	if res.Fields.Has("nopassword") {
 		return true, nil
 	}
@@ -108,6 +109,11 @@ func checkPassword(e *Entry, req *auth.Request, res auth.Result) (bool, error) {
 		// password is never right.
 		return false, nil
 	}
+	release, err := lim.acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer release()
 	ok, err := password.Verify(stored, req.Password, password.Params{User: req.User, DefaultScheme: e.defaultScheme()})
 	if err != nil {
 		return false, auth.Internal("passdb "+e.Name+": stored password", err)

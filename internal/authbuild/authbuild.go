@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -43,6 +44,7 @@ func Build(cfg *config.Config, log *slog.Logger) (*DBs, error) {
 		UsernameFormat:  cfg.Auth.UsernameFormat,
 		MasterSeparator: cfg.Auth.MasterUserSeparator,
 		UsernameChars:   passdb.DefaultUsernameChars,
+		HashLimit:       passdb.NewHashLimit(maxPasswordChecks(cfg.Auth.MaxPasswordChecks)),
 		Log:             log,
 	}
 	if cfg.Auth.UsernameChars != nil {
@@ -259,4 +261,13 @@ func (a *DBs) userdbEntry(i int, u config.Userdb) (userdb.Entry, error) {
 		errs = append(errs, fmt.Errorf("override_fields: %w", err))
 	}
 	return e, errors.Join(errs...)
+}
+
+// maxPasswordChecks is auth.max_password_checks, 0 meaning one check per
+// core: the checks are CPU-bound, so more at once only costs memory.
+func maxPasswordChecks(n int) int {
+	if n > 0 {
+		return n
+	}
+	return runtime.GOMAXPROCS(0)
 }
