@@ -125,6 +125,10 @@ type LMTP struct {
 	MaxRecipients int `yaml:"max_recipients"`
 	// MaxMessageSize bounds DATA (default 0: none).
 	MaxMessageSize ByteSize `yaml:"max_message_size"`
+	// ShutdownGrace is how long a stopping gateway lets deliveries in
+	// DATA finish before cutting them (default 60s): cut after a backend
+	// delivered, the client would deliver again.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 }
 
 func (l *LMTP) applyDefaults() {
@@ -138,6 +142,9 @@ func (l *LMTP) applyDefaults() {
 	if l.Timeout == 0 {
 		l.Timeout = 125 * time.Second
 	}
+	if l.ShutdownGrace == 0 {
+		l.ShutdownGrace = time.Minute
+	}
 	if l.MaxRecipients == 0 {
 		l.MaxRecipients = 1000
 	}
@@ -146,5 +153,8 @@ func (l *LMTP) applyDefaults() {
 func (l *LMTP) validate(add func(string, ...any)) {
 	if l.Lookup != "passdb" && l.Lookup != "userdb" {
 		add("lmtp.lookup: want passdb or userdb, not %q", l.Lookup)
+	}
+	if l.ShutdownGrace < 0 {
+		add("lmtp.shutdown_grace: negative")
 	}
 }

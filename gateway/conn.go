@@ -47,6 +47,7 @@ type ClientConn struct {
 	baseLog  *slog.Logger
 	maxLine  int
 	deadline time.Time
+	state    *connState
 }
 
 func newClientConn(c net.Conn, l *Listener, log *slog.Logger, maxLine int, deadline time.Time, peer, local netip.AddrPort) *ClientConn {
@@ -104,6 +105,27 @@ func (c *ClientConn) Relog() {
 
 // Conn returns the current connection (a *tls.Conn after STARTTLS).
 func (c *ClientConn) Conn() net.Conn { return c.conn }
+
+// SetBusy marks (or unmarks) a stretch that a stopping gateway must let
+// finish instead of cutting: see Server.Shutdown. The handler is still
+// told to stop (its context ends); it should end the connection at the
+// next point where nothing is lost.
+func (c *ClientConn) SetBusy(b bool) {
+	if c.state != nil {
+		c.state.busy.Store(b)
+	}
+}
+
+// CloseOnCut has x closed too when a stopping gateway cuts this
+// connection, so that a handler waiting on x (a backend that is slow to
+// answer) returns at once instead of at its timeout. The returned func
+// forgets x; call it when x is closed anyway.
+func (c *ClientConn) CloseOnCut(x io.Closer) (forget func()) {
+	if c.state == nil {
+		return func() {}
+	}
+	return c.state.closeOnCut(x)
+}
 
 // Secured reports whether plaintext credentials may cross this connection:
 // it is TLS, from a trusted network, or local (client and server on one

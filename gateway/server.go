@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -93,14 +95,55 @@ type Server struct {
 	Log       *slog.Logger
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]*connState
 	wg     sync.WaitGroup
 	closed bool
 }
 
+// connState is what Shutdown needs to know of a connection.
+type connState struct {
+	// busy marks a stretch that must be let finish when the gateway stops
+	// (an LMTP DATA whose backends may already have delivered).
+	busy atomic.Bool
+
+	mu    sync.Mutex
+	cut   bool
+	extra map[io.Closer]struct{} // closed with the connection (CloseOnCut)
+}
+
+// closeOnCut registers x; the returned func forgets it.
+func (st *connState) closeOnCut(x io.Closer) (forget func()) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.cut {
+		x.Close()
+		return func() {}
+	}
+	if st.extra == nil {
+		st.extra = map[io.Closer]struct{}{}
+	}
+	st.extra[x] = struct{}{}
+	return func() {
+		st.mu.Lock()
+		delete(st.extra, x)
+		st.mu.Unlock()
+	}
+}
+
+// cutAll closes what was registered, and from now on closes at once.
+func (st *connState) cutAll() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.cut = true
+	for x := range st.extra {
+		x.Close()
+	}
+	st.extra = nil
+}
+
 // Start binds every listener; on failure nothing stays bound.
 func (s *Server) Start() error {
-	s.conns = map[net.Conn]struct{}{}
+	s.conns = map[net.Conn]*connState{}
 	for _, l := range s.Listeners {
 		ln, err := listen(l)
 		if err != nil {
@@ -172,26 +215,29 @@ func (s *Server) accept(ctx context.Context, l *Listener) {
 			continue
 		}
 		delay = 0
-		if !s.track(c) {
+		st := s.track(c)
+		if st == nil {
 			c.Close()
 			return
 		}
 		s.wg.Add(1)
-		go s.handle(ctx, l, c)
+		go s.handle(ctx, l, c, st)
 	}
 }
 
-func (s *Server) track(c net.Conn) bool {
+// track registers c; nil means the server is closing.
+func (s *Server) track(c net.Conn) *connState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return nil
 	}
-	s.conns[c] = struct{}{}
-	return true
+	st := &connState{}
+	s.conns[c] = st
+	return st
 }
 
-func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn) {
+func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connState) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
@@ -234,20 +280,59 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn) {
 		c = tc
 	}
 	cc := newClientConn(c, l, s.Log, s.Limits.MaxLine, time.Now().Add(s.Limits.LoginTimeout), peer, local)
+	cc.state = st
 	cc.TLS = cc.TLS || lbTLS
 	l.Handler.Serve(ctx, cc)
 }
 
 // Close stops accepting, closes every client connection (relayed sessions
 // included) and waits for their handlers to return.
-func (s *Server) Close() {
+func (s *Server) Close() { s.Shutdown(0) }
+
+// Shutdown stops accepting and closes every client connection at once,
+// except those marked busy (ClientConn.SetBusy): they get up to grace to
+// finish, then are closed too. It returns when every handler has.
+//
+// Relayed IMAP/POP3/ManageSieve sessions are cut at once, as Dovecot's
+// shutdown_clients does: their clients reconnect and nothing is lost. An
+// LMTP delivery whose message has gone to the backends is different —
+// cutting it after a backend delivered but before the client heard 250
+// makes the client deliver again — so it is let finish.
+func (s *Server) Shutdown(grace time.Duration) {
 	s.mu.Lock()
 	s.closed = true
-	for c := range s.conns {
-		c.Close()
-	}
 	s.mu.Unlock()
 	s.closeListeners()
+	s.mu.Lock()
+	busy := 0
+	for c, st := range s.conns {
+		if grace > 0 && st.busy.Load() {
+			busy++
+			continue
+		}
+		c.Close()
+		st.cutAll()
+	}
+	s.mu.Unlock()
+	if busy > 0 {
+		s.Log.Info("shutting down: letting deliveries in progress finish", "connections", busy, "grace", grace)
+		done := make(chan struct{})
+		go func() {
+			s.wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+			return
+		case <-time.After(grace):
+		}
+		s.mu.Lock()
+		for c, st := range s.conns {
+			c.Close()
+			st.cutAll()
+		}
+		s.mu.Unlock()
+	}
 	s.wg.Wait()
 }
 

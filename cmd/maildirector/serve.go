@@ -93,7 +93,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	log.Info("maildirector started", "version", version, "backends", len(a.director.Hosts()))
 	<-ctx.Done()
 	log.Info("shutting down")
-	a.server.Close()
+	a.server.Shutdown(cfg.LMTP.ShutdownGrace)
 	<-done
 	return 0
 }

@@ -24,6 +24,7 @@ type backend struct {
 	caps   map[string]string // LHLO keywords (upper case) and their parameters
 	rcpts  []*rcpt           // accepted by this backend, in order
 	failed error             // set once the connection is lost
+	forget func()            // undoes CloseOnCut
 }
 
 // dialBackend connects, greets (LHLO), upgrades with STARTTLS when asked,
@@ -35,10 +36,11 @@ func (s *session) dialBackend(ctx context.Context, t *gateway.Target) (*backend,
 	if err != nil {
 		return nil, err
 	}
-	be := &backend{target: t, conn: b}
+	be := &backend{target: t, conn: b, forget: c.CloseOnCut(b.Conn())}
 	b.Conn().SetDeadline(time.Now().Add(s.srv.timeout()))
 	op := "backend " + t.Addr()
 	fail := func(stage string, err error) (*backend, error) {
+		be.forget()
 		b.Close()
 		if auth.KindOf(err) == auth.KindInternal {
 			return nil, err
@@ -245,5 +247,6 @@ func (be *backend) close() {
 		be.conn.W.WriteString("QUIT\r\n")
 		be.conn.W.Flush()
 	}
+	be.forget()
 	be.conn.Close()
 }

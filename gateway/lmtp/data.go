@@ -21,6 +21,10 @@ func (s *session) data(_ context.Context) (done bool) {
 		s.badReply(reply{503, "5.5.1", "No valid recipients"})
 		return false
 	}
+	// From here until the replies are out, a backend may deliver before
+	// the client hears of it: a stopping gateway waits for this.
+	s.c.SetBusy(true)
+	defer s.c.SetBusy(false)
 	if s.reply(reply{354, "", "Start mail input; end with <CRLF>.<CRLF>"}) != nil {
 		return true
 	}

@@ -108,6 +108,12 @@ func (srv *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
 		if done := s.command(ctx, string(line)); done {
 			return
 		}
+		if ctx.Err() != nil {
+			// The gateway is stopping; the transaction in hand, if any,
+			// is over or never reached DATA, so nothing is lost.
+			s.reply(reply{421, "4.3.2", "Service shutting down"})
+			return
+		}
 		if srv.MaxBadCommands > 0 && s.bad >= srv.MaxBadCommands {
 			s.reply(reply{421, "4.7.0", "Too many errors"})
 			return

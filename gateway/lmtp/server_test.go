@@ -55,8 +55,12 @@ func routeByName(hostA, hostB string, portA, portB int) lookupFunc {
 type fakeLMTP struct {
 	ln        net.Listener
 	dieInData bool
-	mu        sync.Mutex
-	got       []string // commands, and "MSG:<body>" per message
+	// received, when set, hears of every message; hold, when set, keeps
+	// the replies to a message back until it is closed.
+	received chan struct{}
+	hold     chan struct{}
+	mu       sync.Mutex
+	got      []string // commands, and "MSG:<body>" per message
 }
 
 func newFakeLMTP(t *testing.T, ip string) *fakeLMTP {
@@ -127,6 +131,12 @@ func (f *fakeLMTP) serve(c net.Conn) {
 				body.WriteString(l)
 			}
 			f.record("MSG:" + body.String())
+			if f.received != nil {
+				f.received <- struct{}{}
+			}
+			if f.hold != nil {
+				<-f.hold
+			}
 			for i := 0; i < rcpts; i++ {
 				fmt.Fprintf(c, "250 2.0.0 <r%d> Saved\r\n", i)
 			}
@@ -140,8 +150,10 @@ func (f *fakeLMTP) serve(c net.Conn) {
 }
 
 type tenv struct {
-	addr string
-	a, b *fakeLMTP
+	addr   string
+	a, b   *fakeLMTP
+	gs     *gateway.Server
+	cancel context.CancelFunc
 }
 
 func startLMTP(t *testing.T, mod func(*Server), trusted ...netip.Prefix) *tenv {
@@ -167,7 +179,7 @@ func startLMTP(t *testing.T, mod func(*Server), trusted ...netip.Prefix) *tenv {
 	done := make(chan struct{})
 	go func() { gs.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); gs.Close(); <-done })
-	return &tenv{addr: l.Addr().String(), a: a, b: b}
+	return &tenv{addr: l.Addr().String(), a: a, b: b, gs: gs, cancel: cancel}
 }
 
 type tclient struct {
