@@ -55,6 +55,14 @@ func (p *Pipeline) MechInfo(ctx context.Context, c *ClientConn, service string) 
 // backend, is recorded (fail2ban line, penalty, failure delay). On
 // success the caller sends okLine, relays b and then releases t.
 func (p *Pipeline) Login(ctx context.Context, c *ClientConn, service, mech string, o mechs.Outcome, login BackendLogin) (t *Target, b *BackendConn, okLine string, err error) {
+	// Everything a login waits for (a penalty, a slot to check a password,
+	// the databases, the backend) ends with the client's login time: a
+	// client past it is gone, and must not hold a place in any queue.
+	if !c.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, c.deadline)
+		defer cancel()
+	}
 	req := c.Request(service, mech, o)
 	if c.TTL <= 1 {
 		return nil, nil, "", auth.Internal("proxy", errors.New("proxying loops: TTL reached zero"))
@@ -133,7 +141,8 @@ func (p *Pipeline) backendCredentials(t *Target, mech string) error {
 // the login and its end. It returns once the session is over.
 func Proxy(c *ClientConn, t *Target, b *BackendConn, reg *Registry, service, method string, started time.Time, sendOK func() error) {
 	log := c.Log.With("user", t.Account, "backend", t.Addr(), "route", t.Route)
-	sess := &Session{ID: c.Session, Service: service, User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now()}
+	sess := &Session{ID: c.Session, Service: service, User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now(),
+		client: c.conn, backend: b.conn}
 	reg.Add(sess)
 	if err := sendOK(); err != nil {
 		b.Close()

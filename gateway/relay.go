@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,7 +250,7 @@ func pump(dst, src net.Conn, first []byte) int64 {
 		if err != nil || ready == 0 {
 			return n
 		}
-		if dstTCP {
+		if dstTCP && ready > 0 {
 			w, err := io.CopyN(dst, src, int64(ready))
 			n += w
 			if err != nil {
@@ -259,7 +260,7 @@ func pump(dst, src net.Conn, first []byte) int64 {
 		}
 		bp := bufPool.Get().(*[]byte)
 		buf := *bp
-		if ready < len(buf) {
+		if ready > 0 && ready < len(buf) {
 			buf = buf[:ready]
 		}
 		r, rerr := src.Read(buf)
@@ -279,47 +280,71 @@ func pump(dst, src net.Conn, first []byte) int64 {
 
 // smallReadSize is what a relay from a TLS client holds while it waits.
 // Commands of an idle IMAP/POP3/Sieve session fit in it; bigger reads
-// (APPEND, PUTSCRIPT) switch to a pooled buffer until the burst ends.
+// (APPEND, PUTSCRIPT) continue into a pooled buffer (see copyBlocking).
 const smallReadSize = 2048
 
 // copyBlocking copies from a source that cannot be watched for
-// readability, so it must block in Read with a buffer in hand.
-func copyBlocking(dst, src io.ReadWriter) int64 {
+// readability (TLS, or a connection behind a PROXY header), so it must
+// block in Read with a buffer in hand: a small one. When a read fills it,
+// more is probably there, so the bytes move to a pooled buffer which takes
+// whatever the source can give without waiting — crypto/tls holds the rest
+// of a record, often the next records too — and goes out in one write.
+// Without waiting means a read deadline already past: a Read then returns
+// what is buffered, or times out at once without touching the socket (a
+// timeout does not break a tls.Conn). Waiting with the big buffer instead
+// would either hold it through idle time or, for a message that ends
+// exactly at the small buffer's size, hold back bytes the other side
+// needs before it sends more.
+func copyBlocking(dst io.Writer, src net.Conn) int64 {
 	var n int64
 	small := make([]byte, smallReadSize)
-	write := func(b []byte) error {
-		w, err := dst.Write(b)
-		n += int64(w)
-		return err
-	}
 	for {
 		r, err := src.Read(small)
-		if r > 0 {
-			if werr := write(small[:r]); werr != nil {
-				return n
+		out := small[:r]
+		var bp *[]byte
+		if r == len(small) && err == nil {
+			bp = bufPool.Get().(*[]byte)
+			big := *bp
+			copy(big, small)
+			r, err = drain(src, big, r)
+			out = big[:r]
+		}
+		if len(out) > 0 {
+			w, werr := dst.Write(out)
+			n += int64(w)
+			if werr != nil && err == nil {
+				err = werr
 			}
 		}
-		if err != nil {
-			return n
+		if bp != nil {
+			bufPool.Put(bp)
 		}
-		if r < len(small) {
-			continue
-		}
-		bp := bufPool.Get().(*[]byte)
-		for {
-			r, err = src.Read(*bp)
-			if r > 0 {
-				if werr := write((*bp)[:r]); werr != nil {
-					err = werr
-				}
-			}
-			if err != nil || r < len(*bp) {
-				break
-			}
-		}
-		bufPool.Put(bp)
 		if err != nil {
 			return n
 		}
 	}
+}
+
+// drain reads into buf[have:] what src has without waiting and returns
+// the new fill. An error is returned only if src failed for good.
+func drain(src net.Conn, buf []byte, have int) (int, error) {
+	if src.SetReadDeadline(time.Unix(1, 0)) != nil {
+		return have, nil
+	}
+	var err error
+	for have < len(buf) {
+		var r int
+		r, err = src.Read(buf[have:])
+		have += r
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+			break
+		}
+	}
+	if derr := src.SetReadDeadline(time.Time{}); derr != nil && err == nil {
+		err = derr
+	}
+	return have, err
 }

@@ -219,3 +219,37 @@ func TestLoginTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginTimeoutEndsAuthWait: what a login waits for (a slow passdb, a
+// queue for password checks) ends with the client's login time, so a
+// client that has timed out holds no place in any queue.
+func TestLoginTimeoutEndsAuthWait(t *testing.T) {
+	t.Parallel()
+	gaveUp := make(chan error, 1)
+	e := start(t, func(s *setup) {
+		s.limits.LoginTimeout = 300 * time.Millisecond
+		s.pipeline.Passdb = passdbFunc(func(ctx context.Context, _ *auth.Request) (auth.Result, error) {
+			select {
+			case <-ctx.Done():
+				gaveUp <- ctx.Err()
+				return auth.Result{}, auth.Temporary("test passdb", ctx.Err())
+			case <-time.After(time.Minute):
+				gaveUp <- nil
+				return auth.Result{Status: auth.StatusOK}, nil
+			}
+		})
+	})
+	c := e.connect()
+	c.write("a LOGIN bob secret\r\n")
+	select {
+	case err := <-gaveUp:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("the passdb's context ended with %v, want the login deadline", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the passdb was still waited for long after the login timeout")
+	}
+	if _, err := io.ReadAll(c.r); err != nil {
+		t.Fatal(err)
+	}
+}
