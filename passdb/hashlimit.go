@@ -8,7 +8,9 @@ import (
 	"github.com/maildirector/maildirector/auth"
 )
 
-// HashLimit bounds how many stored-password checks run at once. Costly
+// HashLimit bounds how many costly stored-password checks run at once
+// (password.Costly; a salted digest takes microseconds and never queues
+// behind them). Costly
 // schemes are costly on purpose: one ARGON2ID check holds its m (64 MiB by
 // Dovecot's default) for the whole check, one BLF-CRYPT keeps a core busy
 // for a good fraction of a second. A burst of logins — an attack, or every

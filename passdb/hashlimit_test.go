@@ -4,19 +4,25 @@ package passdb
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/password"
 )
 
 // TestHashLimitQueues: with every slot taken, a check waits; one whose
 // context ends first is a temporary failure (never a wrong password), and
 // once a slot is free the same login succeeds.
 func TestHashLimitQueues(t *testing.T) {
-	c := chain(entry(db("alice", "secret")))
+	stored, err := password.Generate("SHA512-CRYPT", "secret", password.Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := chain(entry(&fakeDB{users: map[string]auth.Fields{"alice": {"password": stored}}}))
 	c.HashLimit = NewHashLimit(1)
 	release, err := c.HashLimit.acquire(context.Background())
 	if err != nil {
@@ -46,12 +52,19 @@ func TestHashLimitQueues(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	// Users without a stored password to check take no slot.
-	c.Entries = []Entry{entry(&fakeDB{users: map[string]auth.Fields{"bob": {"nopassword": "y"}}})}
+	// Users without a stored password to check, or with a fast one, take
+	// no slot.
+	c.Entries = []Entry{entry(&fakeDB{users: map[string]auth.Fields{
+		"bob":   {"nopassword": "y"},
+		"carol": {"password": "{SSHA}" + sshaOf(t, "pw")},
+	}})}
 	release, _ = c.HashLimit.acquire(context.Background())
 	defer release()
 	if res, err := verify(t, c, "bob", "anything"); err != nil || res.Status != auth.StatusOK {
 		t.Fatalf("nopassword user: %+v, %v", res, err)
+	}
+	if res, err := verify(t, c, "carol", "pw"); err != nil || res.Status != auth.StatusOK {
+		t.Fatalf("SSHA user while the slot is taken: %+v, %v", res, err)
 	}
 }
 
@@ -92,4 +105,13 @@ func TestHashLimitBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	release()
+}
+
+func sshaOf(t *testing.T, plain string) string {
+	t.Helper()
+	h, err := password.Generate("SSHA", plain, password.Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimPrefix(h, "{SSHA}")
 }

@@ -109,11 +109,13 @@ func checkPassword(ctx context.Context, lim *HashLimit, e *Entry, req *auth.Requ
 		// password is never right.
 		return false, nil
 	}
-	release, err := lim.acquire(ctx)
-	if err != nil {
-		return false, err
+	if password.Costly(stored, e.defaultScheme()) {
+		release, err := lim.acquire(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer release()
 	}
-	defer release()
 	ok, err := password.Verify(stored, req.Password, password.Params{User: req.User, DefaultScheme: e.defaultScheme()})
 	if err != nil {
 		return false, auth.Internal("passdb "+e.Name+": stored password", err)

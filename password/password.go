@@ -110,3 +110,14 @@ func splitPrefix(stored, defaultScheme string) (name, data string) {
 	}
 	return defaultScheme, stored
 }
+
+// Costly reports whether checking a password against stored takes real
+// work: key stretching (the *-CRYPT schemes but DES and MD5, PBKDF2,
+// SCRAM, OTP) or memory (ARGON2). Callers bound how many such checks run
+// at once; a fast salted digest need not queue behind them. A stored value
+// whose scheme is unknown counts as costly.
+func Costly(stored, defaultScheme string) bool {
+	name, _ := splitPrefix(stored, defaultScheme)
+	s, _, _, err := lookup(name)
+	return err != nil || s.costly
+}

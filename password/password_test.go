@@ -280,3 +280,21 @@ func TestGenerateDefaults(t *testing.T) {
 		t.Errorf("PBKDF2 = %q, want 5000 rounds", h)
 	}
 }
+
+func TestCostly(t *testing.T) {
+	for stored, want := range map[string]bool{
+		"{PLAIN}x": false, "{SSHA}abcd": false, "{SHA512}abcd": false, "{PLAIN-MD5}00": false,
+		"$1$salt$hash": false, "{DES-CRYPT}abcdefghijklm": false,
+		"{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$x$y": true, "{BLF-CRYPT}$2y$05$x": true,
+		"{SHA512-CRYPT}$6$x$y": true, "{PBKDF2}$1$x$5000$y": true, "{SCRAM-SHA-256}4096,x,y,z": true,
+		"{NO-SUCH-SCHEME}x": true,
+		"$6$rounds=5000$salt$hash": true, // no prefix: the default scheme below
+	} {
+		if got := Costly(stored, "SHA512-CRYPT"); got != want {
+			t.Errorf("Costly(%q) = %v, want %v", stored, got, want)
+		}
+	}
+	if Costly("plainpassword", "PLAIN") {
+		t.Error("a PLAIN default scheme is not costly")
+	}
+}

@@ -27,6 +27,10 @@ type scheme struct {
 	// verify and generate are for the other schemes.
 	verify   func(raw []byte, plain string, p Params) (bool, error)
 	generate func(plain string, p Params) ([]byte, error)
+
+	// costly marks schemes made slow (or memory-hungry) on purpose; see
+	// Costly.
+	costly bool
 }
 
 // table lists the schemes of Dovecot 2.3.19's `doveadm pw -l`. It is a
@@ -55,21 +59,21 @@ func table() []scheme {
 
 		{name: "MD5", verify: verifyMD5, generate: generateMD5Crypt},
 		{name: "MD5-CRYPT", verify: verifyMD5Crypt, generate: generateMD5Crypt},
-		{name: "SHA256-CRYPT", verify: verifyCrypt, generate: generateSHA256Crypt},
-		{name: "SHA512-CRYPT", verify: verifyCrypt, generate: generateSHA512Crypt},
+		{name: "SHA256-CRYPT", verify: verifyCrypt, generate: generateSHA256Crypt, costly: true},
+		{name: "SHA512-CRYPT", verify: verifyCrypt, generate: generateSHA512Crypt, costly: true},
 		{name: "DES-CRYPT", verify: verifyCrypt, generate: generateDESCrypt},
-		{name: "BLF-CRYPT", verify: verifyBcrypt, generate: generateBcrypt},
-		{name: "CRYPT", verify: verifyCrypt, generate: generateBcrypt},
+		{name: "BLF-CRYPT", verify: verifyBcrypt, generate: generateBcrypt, costly: true},
+		{name: "CRYPT", verify: verifyCrypt, generate: generateBcrypt, costly: true},
 
-		{name: "PBKDF2", verify: verifyPBKDF2, generate: generatePBKDF2},
-		{name: "ARGON2I", verify: verifyArgon2, generate: generateArgon2i},
-		{name: "ARGON2ID", verify: verifyArgon2, generate: generateArgon2id},
+		{name: "PBKDF2", verify: verifyPBKDF2, generate: generatePBKDF2, costly: true},
+		{name: "ARGON2I", verify: verifyArgon2, generate: generateArgon2i, costly: true},
+		{name: "ARGON2ID", verify: verifyArgon2, generate: generateArgon2id, costly: true},
 
 		{name: "CRAM-MD5", enc: encHex, rawLen: cramMD5Len, hash: cramMD5Hash},
 		{name: "HMAC-MD5", enc: encHex, rawLen: cramMD5Len, hash: cramMD5Hash},
-		{name: "SCRAM-SHA-1", verify: verifySCRAM("SCRAM-SHA-1", sha1.New), generate: generateSCRAM("SCRAM-SHA-1", sha1.New)},
-		{name: "SCRAM-SHA-256", verify: verifySCRAM("SCRAM-SHA-256", sha256.New), generate: generateSCRAM("SCRAM-SHA-256", sha256.New)},
-		{name: "OTP", verify: verifyOTP, generate: generateOTP},
+		{name: "SCRAM-SHA-1", verify: verifySCRAM("SCRAM-SHA-1", sha1.New), generate: generateSCRAM("SCRAM-SHA-1", sha1.New), costly: true},
+		{name: "SCRAM-SHA-256", verify: verifySCRAM("SCRAM-SHA-256", sha256.New), generate: generateSCRAM("SCRAM-SHA-256", sha256.New), costly: true},
+		{name: "OTP", verify: verifyOTP, generate: generateOTP, costly: true},
 	}
 }
 
