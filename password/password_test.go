@@ -287,7 +287,7 @@ func TestCostly(t *testing.T) {
 		"$1$salt$hash": false, "{DES-CRYPT}abcdefghijklm": false,
 		"{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$x$y": true, "{BLF-CRYPT}$2y$05$x": true,
 		"{SHA512-CRYPT}$6$x$y": true, "{PBKDF2}$1$x$5000$y": true, "{SCRAM-SHA-256}4096,x,y,z": true,
-		"{NO-SUCH-SCHEME}x": true,
+		"{NO-SUCH-SCHEME}x":        true,
 		"$6$rounds=5000$salt$hash": true, // no prefix: the default scheme below
 	} {
 		if got := Costly(stored, "SHA512-CRYPT"); got != want {
