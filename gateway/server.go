@@ -220,12 +220,12 @@ func (s *Server) accept(ctx context.Context, l *Listener) {
 			c.Close()
 			return
 		}
-		s.wg.Add(1)
 		go s.handle(ctx, l, c, st)
 	}
 }
 
-// track registers c; nil means the server is closing.
+// track registers c and counts its handler (under the lock, so that
+// Shutdown's Wait never races an Add); nil means the server is closing.
 func (s *Server) track(c net.Conn) *connState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -234,6 +234,7 @@ func (s *Server) track(c net.Conn) *connState {
 	}
 	st := &connState{}
 	s.conns[c] = st
+	s.wg.Add(1)
 	return st
 }
 
