@@ -3,52 +3,23 @@
 package mechs
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"testing"
-	"time"
 
 	xscram "github.com/xdg-go/scram"
 
 	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/internal/testtls"
 )
-
-// testCert is a throwaway self-signed certificate for "gw.test".
-func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gw.test"}, DNSNames: []string{"gw.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
 
 // tlsStates makes one real TLS connection over loopback TCP with version
 // and returns the server's and the client's view of it.
 func tlsStates(t *testing.T, version uint16) (server, client *tls.ConnectionState) {
 	t.Helper()
-	cert, pool := testCert(t)
+	serverCfg, clientCfg := testtls.Configs(t)
+	serverCfg.MinVersion, serverCfg.MaxVersion = version, version
+	clientCfg.MinVersion, clientCfg.MaxVersion = version, version
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +37,7 @@ func tlsStates(t *testing.T, version uint16) (server, client *tls.ConnectionStat
 			return
 		}
 		defer c.Close()
-		sc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: version, MaxVersion: version})
+		sc := tls.Server(c, serverCfg)
 		err = sc.Handshake()
 		done <- result{sc.ConnectionState(), err}
 		// Hold the connection until the client has its state too.
@@ -77,7 +48,7 @@ func tlsStates(t *testing.T, version uint16) (server, client *tls.ConnectionStat
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cc := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "gw.test", MinVersion: version, MaxVersion: version})
+	cc := tls.Client(c, clientCfg)
 	if err := cc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
