@@ -168,6 +168,14 @@ func (c *ClientConn) Printf(format string, args ...any) error {
 	return c.W.Flush()
 }
 
+// PlaintextAllowed reports whether plaintext credentials (IMAP LOGIN,
+// POP3 USER/PASS, plaintext SASL) are accepted here: on a secured
+// connection, or where the listener allows them anyway (Dovecot's
+// disable_plaintext_auth = no).
+func (c *ClientConn) PlaintextAllowed() bool {
+	return c.Secured() || c.Listener.AllowPlaintext
+}
+
 // CanStartTLS reports whether STARTTLS is offered now.
 func (c *ClientConn) CanStartTLS() bool {
 	return !c.TLS && c.Listener.TLSMode == TLSStartTLS && c.Listener.TLSConfig != nil

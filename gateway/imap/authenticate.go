@@ -20,7 +20,7 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 	if !ok || (m.NeedsTLS && !ss.c.TLS) {
 		return false, ss.c.Printf("%s NO Unsupported authentication mechanism.", cmd.tag)
 	}
-	if m.Plaintext && !ss.plaintextAllowed() {
+	if m.Plaintext && !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext authentication refused on an insecure connection", "method", m.Name)
 		return false, ss.c.Printf("%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", cmd.tag)
 	}

@@ -22,7 +22,7 @@ func (ss *session) login(ctx context.Context, cmd *command) (bool, error) {
 	if !ok1 || !ok2 {
 		return false, ss.bad(cmd.tag, "Error in IMAP command LOGIN: Invalid arguments.")
 	}
-	if !ss.plaintextAllowed() {
+	if !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext login refused on an insecure connection")
 		return false, ss.c.Printf("%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", cmd.tag)
 	}

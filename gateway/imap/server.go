@@ -68,18 +68,13 @@ var (
 	errTooManyAuthFailures = gateway.ErrTooManyAuthFailures
 )
 
-// plaintextAllowed reports whether LOGIN and plaintext SASL are allowed.
-func (ss *session) plaintextAllowed() bool {
-	return ss.c.Secured() || ss.c.Listener.AllowPlaintext
-}
-
 func (ss *session) capabilities() string {
 	var b strings.Builder
 	b.WriteString(preLoginCaps)
 	if ss.c.CanStartTLS() {
 		b.WriteString(" STARTTLS")
 	}
-	plain := ss.plaintextAllowed()
+	plain := ss.c.PlaintextAllowed()
 	if !plain {
 		b.WriteString(" LOGINDISABLED")
 	}

@@ -27,7 +27,7 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 	if !ok || (m.NeedsTLS && !ss.c.TLS) {
 		return false, ss.c.Printf("-ERR Unsupported authentication mechanism.")
 	}
-	if m.Plaintext && !ss.plaintextAllowed() {
+	if m.Plaintext && !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext authentication refused on an insecure connection", "method", m.Name)
 		return false, ss.c.Printf(plaintextDisallowed)
 	}

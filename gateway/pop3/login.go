@@ -20,7 +20,7 @@ const plaintextDisallowed = "-ERR [AUTH] Plaintext authentication disallowed on 
 // userCmd runs USER name (RFC 1939 7). The name is the rest of the line,
 // as Dovecot takes it; nothing is checked before PASS.
 func (ss *session) userCmd(cmd *command) error {
-	if !ss.plaintextAllowed() {
+	if !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext login refused on an insecure connection")
 		return ss.c.Printf(plaintextDisallowed)
 	}
@@ -34,7 +34,7 @@ func (ss *session) userCmd(cmd *command) error {
 // pass runs PASS password (RFC 1939 7): the password is the rest of the
 // line, spaces included.
 func (ss *session) pass(ctx context.Context, cmd *command) (bool, error) {
-	if !ss.plaintextAllowed() {
+	if !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext login refused on an insecure connection")
 		return false, ss.c.Printf(plaintextDisallowed)
 	}

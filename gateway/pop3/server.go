@@ -78,16 +78,10 @@ var (
 	errTooManyAuthFailures = gateway.ErrTooManyAuthFailures
 )
 
-// plaintextAllowed reports whether USER/PASS and plaintext SASL are
-// allowed (Dovecot's disable_plaintext_auth, as for IMAP).
-func (ss *session) plaintextAllowed() bool {
-	return ss.c.Secured() || ss.c.Listener.AllowPlaintext
-}
-
 // mechanisms returns the SASL mechanisms offered now.
 func (ss *session) mechanisms() []string {
 	var names []string
-	for _, m := range mechs.Offer(ss.srv.Mechs, ss.plaintextAllowed(), ss.c.TLS) {
+	for _, m := range mechs.Offer(ss.srv.Mechs, ss.c.PlaintextAllowed(), ss.c.TLS) {
 		names = append(names, m.Name)
 	}
 	return names
@@ -102,7 +96,7 @@ func (ss *session) capa(cmd *command) error {
 	if ss.c.CanStartTLS() {
 		lines = append(lines, "STLS")
 	}
-	if ss.plaintextAllowed() {
+	if ss.c.PlaintextAllowed() {
 		lines = append(lines, "USER")
 	}
 	if m := ss.mechanisms(); len(m) > 0 {

@@ -30,7 +30,7 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 	if !ok || (m.NeedsTLS && !ss.c.TLS) {
 		return false, ss.c.Printf(`NO "Unsupported authentication mechanism."`)
 	}
-	if m.Plaintext && !ss.plaintextAllowed() {
+	if m.Plaintext && !ss.c.PlaintextAllowed() {
 		// RFC 5804 1.3: ENCRYPT-NEEDED, the client may retry after
 		// STARTTLS.
 		ss.c.Log.Info("plaintext authentication refused on an insecure connection", "method", m.Name)

@@ -80,7 +80,7 @@ func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
 func (ss *session) writeCapabilities() {
 	w, srv := ss.c.W, ss.srv
 	var sasl []string
-	for _, m := range mechs.Offer(srv.Mechs, ss.plaintextAllowed(), ss.c.TLS) {
+	for _, m := range mechs.Offer(srv.Mechs, ss.c.PlaintextAllowed(), ss.c.TLS) {
 		sasl = append(sasl, m.Name)
 	}
 	fmt.Fprintf(w, "\"IMPLEMENTATION\" %s\r\n", quote(orDefault(srv.Implementation, "maildirector")))
@@ -94,11 +94,6 @@ func (ss *session) writeCapabilities() {
 	if ss.c.Trusted {
 		w.WriteString("\"XCLIENT\"\r\n")
 	}
-}
-
-// plaintextAllowed reports whether plaintext SASL mechanisms are allowed.
-func (ss *session) plaintextAllowed() bool {
-	return ss.c.Secured() || ss.c.Listener.AllowPlaintext
 }
 
 // next reads and runs one command. done means the session is over (logout
