@@ -13,68 +13,68 @@ func TestAuthenticate(t *testing.T) {
 		backend []string // nil: the backend is never contacted
 	}{
 		{"PLAIN with SASL-IR", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a "+fakeOK)
+			c.Do("a AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a "+fakeOK)
 		}, []string{anyID, login}},
 		{"PLAIN, lower case", func(c *client) {
-			c.do("a authenticate plain "+b64("\x00bob\x00secret"), "a "+fakeOK)
+			c.Do("a authenticate plain "+b64("\x00bob\x00secret"), "a "+fakeOK)
 		}, []string{anyID, login}},
 		{"PLAIN IR as a quoted string", func(c *client) {
-			c.do(`a AUTHENTICATE PLAIN "`+b64("\x00bob\x00secret")+`"`, "a "+fakeOK)
+			c.Do(`a AUTHENTICATE PLAIN "`+b64("\x00bob\x00secret")+`"`, "a "+fakeOK)
 		}, []string{anyID, login}},
 		{"PLAIN without IR", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN", "+ ")
-			c.do(b64("\x00bob\x00secret"), "a "+fakeOK)
+			c.Do("a AUTHENTICATE PLAIN", "+ ")
+			c.Do(b64("\x00bob\x00secret"), "a "+fakeOK)
 		}, []string{anyID, login}},
 		{"PLAIN with authzid logs in as master", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN "+b64("bob\x00admin\x00secret"), "a "+fakeOK)
+			c.Do("a AUTHENTICATE PLAIN "+b64("bob\x00admin\x00secret"), "a "+fakeOK)
 		}, []string{anyID, "L AUTHENTICATE PLAIN " + b64("bob\x00admin\x00secret")}},
 		{"PLAIN with authzid equal to the user", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN "+b64("bob\x00bob\x00secret"), "a "+fakeOK)
+			c.Do("a AUTHENTICATE PLAIN "+b64("bob\x00bob\x00secret"), "a "+fakeOK)
 		}, []string{anyID, login}},
 		{"PLAIN wrong password", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN "+b64("\x00bob\x00wrong"), "a "+authFailed)
+			c.Do("a AUTHENTICATE PLAIN "+b64("\x00bob\x00wrong"), "a "+authFailed)
 		}, []string{anyID, `L LOGIN "bob" "wrong"`}},
 		{"PLAIN empty IR", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN =", "a BAD Invalid authentication data.")
+			c.Do("a AUTHENTICATE PLAIN =", "a BAD Invalid authentication data.")
 		}, nil},
 		{"PLAIN cancelled", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN", "+ ")
-			c.do("*", "a BAD Authentication aborted by client.")
+			c.Do("a AUTHENTICATE PLAIN", "+ ")
+			c.Do("*", "a BAD Authentication aborted by client.")
 		}, nil},
 		{"PLAIN invalid base64 IR", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ", "a BAD Invalid base64 data in initial response.")
+			c.Do("a AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ", "a BAD Invalid base64 data in initial response.")
 		}, nil},
 		{"PLAIN invalid base64 response", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN", "+ ")
-			c.do("not base64!", "a BAD Invalid base64 data.")
+			c.Do("a AUTHENTICATE PLAIN", "+ ")
+			c.Do("not base64!", "a BAD Invalid base64 data.")
 		}, nil},
 		{"PLAIN empty response", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN", "+ ")
-			c.do("", "a BAD Invalid authentication data.")
+			c.Do("a AUTHENTICATE PLAIN", "+ ")
+			c.Do("", "a BAD Invalid authentication data.")
 		}, nil},
 		{"PLAIN malformed message", func(c *client) {
-			c.do("a AUTHENTICATE PLAIN "+b64("bob secret"), "a BAD Invalid authentication data.")
+			c.Do("a AUTHENTICATE PLAIN "+b64("bob secret"), "a BAD Invalid authentication data.")
 		}, nil},
 		{"LOGIN", func(c *client) {
-			c.do("a AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
-			c.do(b64("bob"), "+ UGFzc3dvcmQ6")
-			c.do(b64("secret"), "a "+fakeOK)
+			c.Do("a AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
+			c.Do(b64("bob"), "+ UGFzc3dvcmQ6")
+			c.Do(b64("secret"), "a "+fakeOK)
 		}, []string{anyID, login}},
 		{"LOGIN with IR", func(c *client) {
-			c.do("a AUTHENTICATE LOGIN "+b64("bob"), "+ UGFzc3dvcmQ6")
-			c.do(b64("secret"), "a "+fakeOK)
+			c.Do("a AUTHENTICATE LOGIN "+b64("bob"), "+ UGFzc3dvcmQ6")
+			c.Do(b64("secret"), "a "+fakeOK)
 		}, []string{anyID, login}},
 		{"LOGIN cancelled", func(c *client) {
-			c.do("a AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
-			c.do(b64("bob"), "+ UGFzc3dvcmQ6")
-			c.do("*", "a BAD Authentication aborted by client.")
+			c.Do("a AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
+			c.Do(b64("bob"), "+ UGFzc3dvcmQ6")
+			c.Do("*", "a BAD Authentication aborted by client.")
 		}, nil},
 		{"LOGIN NUL in user name", func(c *client) {
-			c.do("a AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
-			c.do(b64("b\x00b"), "a BAD Invalid authentication data.")
+			c.Do("a AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
+			c.Do(b64("b\x00b"), "a BAD Invalid authentication data.")
 		}, nil},
 		{"unknown mechanism", func(c *client) {
-			c.do("a AUTHENTICATE CRAM-MD5", "a NO Unsupported authentication mechanism.")
+			c.Do("a AUTHENTICATE CRAM-MD5", "a NO Unsupported authentication mechanism.")
 		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,7 +84,7 @@ func TestAuthenticate(t *testing.T) {
 			tc.talk(c)
 			if tc.backend == nil {
 				// The session goes on, and nothing reached a backend.
-				c.do("z NOOP", "z OK NOOP completed.")
+				c.Do("z NOOP", "z OK NOOP completed.")
 				if n := e.backend.connections(); n != 0 {
 					t.Fatalf("backend got %d connections, want 0", n)
 				}
@@ -101,19 +101,19 @@ func TestAuthenticateCountsFailures(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("a1 AUTHENTICATE PLAIN "+b64("\x00bob\x00wrong"), "a1 "+authFailed)
-	c.do("a2 LOGIN bob wrong", "a2 "+authFailed)
-	c.do("a3 AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
-	c.do(b64("bob"), "+ UGFzc3dvcmQ6")
-	c.do(b64("wrong"), "a3 "+authFailed, "* BYE Too many authentication failures.")
-	c.expectClosed()
+	c.Do("a1 AUTHENTICATE PLAIN "+b64("\x00bob\x00wrong"), "a1 "+authFailed)
+	c.Do("a2 LOGIN bob wrong", "a2 "+authFailed)
+	c.Do("a3 AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
+	c.Do(b64("bob"), "+ UGFzc3dvcmQ6")
+	c.Do(b64("wrong"), "a3 "+authFailed, "* BYE Too many authentication failures.")
+	c.ExpectClosed()
 
 	c = e.connect()
-	c.do("b1 AUTHENTICATE PLAIN", "+ ")
-	c.do("*", "b1 BAD Authentication aborted by client.")
-	c.do("b2 AUTHENTICATE PLAIN", "+ ")
-	c.do("*", "b2 BAD Authentication aborted by client.")
-	c.do("b3 AUTHENTICATE PLAIN", "+ ")
-	c.do("*", "* BYE Too many invalid IMAP commands.")
-	c.expectClosed()
+	c.Do("b1 AUTHENTICATE PLAIN", "+ ")
+	c.Do("*", "b1 BAD Authentication aborted by client.")
+	c.Do("b2 AUTHENTICATE PLAIN", "+ ")
+	c.Do("*", "b2 BAD Authentication aborted by client.")
+	c.Do("b3 AUTHENTICATE PLAIN", "+ ")
+	c.Do("*", "* BYE Too many invalid IMAP commands.")
+	c.ExpectClosed()
 }

@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 )
 
 // passdbAnswer returns a passdb that always gives res, err.
 func passdbAnswer(res auth.Result, err error) func(*setup) {
 	return func(s *setup) {
-		s.pipeline.Passdb = passdbFunc(func(context.Context, *auth.Request) (auth.Result, error) { return res, err })
+		s.pipeline.Passdb = gatewaytest.PassdbFunc(func(context.Context, *auth.Request) (auth.Result, error) { return res, err })
 	}
 }
 
@@ -55,7 +56,7 @@ func TestLoginFailures(t *testing.T) {
 		{"backend greets with BYE", backendGreeting("* BYE Too busy"), unavailable, true},
 		{"backend greets with PREAUTH", backendGreeting("* PREAUTH [CAPABILITY IMAP4rev1] welcome"), unavailable, true},
 		{"backend greets with a broken CAPABILITY", backendGreeting("* OK [CAPABILITY IMAP4rev1"), unavailable, true},
-		{"backend port closed", func(s *setup) { s.pipeline.Ports["imap"] = closedPort(t) }, unavailable, false},
+		{"backend port closed", func(s *setup) { s.pipeline.Ports["imap"] = gatewaytest.ClosedPort(t) }, unavailable, false},
 		{"passdb temporary failure", passdbAnswer(auth.Result{}, auth.Temporary("passdb fake", errors.New("db down"))), unavailable, false},
 		{"passdb unclassified error", passdbAnswer(auth.Result{}, errors.New("eh")), unavailable, false},
 		{"passdb internal failure", passdbAnswer(auth.Result{}, auth.Internal("passdb fake", errors.New("bad config"))), serverBug, false},
@@ -76,8 +77,8 @@ func TestLoginFailures(t *testing.T) {
 			t.Parallel()
 			e := start(t, tc.opt)
 			c := e.connect()
-			c.do("a1 LOGIN bob secret", "a1 "+tc.want)
-			c.do("a2 NOOP", "a2 OK NOOP completed.")
+			c.Do("a1 LOGIN bob secret", "a1 "+tc.want)
+			c.Do("a2 NOOP", "a2 OK NOOP completed.")
 			if got := e.backend.connections() > 0; got != tc.backend {
 				t.Fatalf("backend contacted: %v, want %v", got, tc.backend)
 			}
@@ -91,8 +92,8 @@ func TestStaticPassword(t *testing.T) {
 	t.Parallel()
 	e := start(t, withArgs("proxy=y password={PLAIN}x"))
 	c := e.connect()
-	c.do("a1 LOGIN bob y", "a1 "+authFailed)
-	c.do("a2 LOGIN bob x", "a2 "+fakeOK)
+	c.Do("a1 LOGIN bob y", "a1 "+authFailed)
+	c.Do("a2 LOGIN bob x", "a2 "+fakeOK)
 	e.backend.expectReceived(t, anyID, `L LOGIN "bob" "x"`)
 }
 
@@ -102,15 +103,15 @@ func TestProxyLoop(t *testing.T) {
 	for _, self := range []string{"127.0.0.1", "0.0.0.0"} {
 		t.Run(self, func(t *testing.T) {
 			t.Parallel()
-			port := closedPort(t)
+			port := gatewaytest.ClosedPort(t)
 			e := start(t, func(s *setup) {
 				s.listener.Address = "127.0.0.1:" + strconv.Itoa(port)
 				s.pipeline.Self = []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr(self), uint16(port))}
 				s.pipeline.Ports["imap"] = port
 			})
 			c := e.connect()
-			c.do("a1 LOGIN bob secret", "a1 "+serverBug)
-			c.do("a2 NOOP", "a2 OK NOOP completed.")
+			c.Do("a1 LOGIN bob secret", "a1 "+serverBug)
+			c.Do("a2 NOOP", "a2 OK NOOP completed.")
 		})
 	}
 }
@@ -119,34 +120,34 @@ func TestTooManyAuthFailures(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("a1 LOGIN bob wrong", "a1 "+authFailed)
-	c.do("a2 NOOP", "a2 OK NOOP completed.")
-	c.do("a3 LOGIN bob wrong", "a3 "+authFailed)
-	c.do("a4 LOGIN bob wrong", "a4 "+authFailed, "* BYE Too many authentication failures.")
-	c.expectClosed()
+	c.Do("a1 LOGIN bob wrong", "a1 "+authFailed)
+	c.Do("a2 NOOP", "a2 OK NOOP completed.")
+	c.Do("a3 LOGIN bob wrong", "a3 "+authFailed)
+	c.Do("a4 LOGIN bob wrong", "a4 "+authFailed, "* BYE Too many authentication failures.")
+	c.ExpectClosed()
 }
 
 // TestTemporaryFailuresCount: temporary failures count as failed logins
 // too (a client cannot retry forever), but never read as a wrong password.
 func TestTemporaryFailuresCount(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(s *setup) { s.pipeline.Ports["imap"] = closedPort(t) })
+	e := start(t, func(s *setup) { s.pipeline.Ports["imap"] = gatewaytest.ClosedPort(t) })
 	c := e.connect()
-	c.do("a1 LOGIN bob secret", "a1 "+unavailable)
-	c.do("a2 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a2 "+unavailable)
-	c.do("a3 LOGIN bob secret", "a3 "+unavailable, "* BYE Too many authentication failures.")
-	c.expectClosed()
+	c.Do("a1 LOGIN bob secret", "a1 "+unavailable)
+	c.Do("a2 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a2 "+unavailable)
+	c.Do("a3 LOGIN bob secret", "a3 "+unavailable, "* BYE Too many authentication failures.")
+	c.ExpectClosed()
 }
 
 func TestTooManyBadCommands(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("a1 FOO", "a1 BAD Error in IMAP command received by server.")
-	c.do("a2 NOOP", "a2 OK NOOP completed.")
-	c.do("a3 LOGIN", "a3 BAD Error in IMAP command LOGIN: Invalid arguments.")
-	c.do("a4 SELECT INBOX", "* BYE Too many invalid IMAP commands.")
-	c.expectClosed()
+	c.Do("a1 FOO", "a1 BAD Error in IMAP command received by server.")
+	c.Do("a2 NOOP", "a2 OK NOOP completed.")
+	c.Do("a3 LOGIN", "a3 BAD Error in IMAP command LOGIN: Invalid arguments.")
+	c.Do("a4 SELECT INBOX", "* BYE Too many invalid IMAP commands.")
+	c.ExpectClosed()
 }
 
 func TestGarbage(t *testing.T) {
@@ -156,8 +157,8 @@ func TestGarbage(t *testing.T) {
 			t.Parallel()
 			e := start(t)
 			c := e.connect()
-			c.do(line, "* BYE Garbage received.")
-			c.expectClosed()
+			c.Do(line, "* BYE Garbage received.")
+			c.ExpectClosed()
 		})
 	}
 }
@@ -167,9 +168,9 @@ func TestLineLength(t *testing.T) {
 	e := start(t)
 	c := e.connect()
 	// 8190 bytes and CRLF fill the 8192-byte line buffer exactly.
-	c.do("a1 NOOP "+strings.Repeat("x", 8190-len("a1 NOOP ")), "a1 OK NOOP completed.")
-	c.do("a2 NOOP "+strings.Repeat("x", 9000), "* BYE Too long command line.")
-	c.expectClosed()
+	c.Do("a1 NOOP "+strings.Repeat("x", 8190-len("a1 NOOP ")), "a1 OK NOOP completed.")
+	c.Do("a2 NOOP "+strings.Repeat("x", 9000), "* BYE Too long command line.")
+	c.ExpectClosed()
 }
 
 func TestLiteralLimits(t *testing.T) {
@@ -178,17 +179,17 @@ func TestLiteralLimits(t *testing.T) {
 	c := e.connect()
 	// A synchronizing literal over the limit is refused before its bytes
 	// are sent, so the session goes on.
-	c.do("a1 LOGIN bob {8193}", "a1 BAD Error in IMAP command: Literal too large (max 8192).")
-	c.do("a2 NOOP", "a2 OK NOOP completed.")
+	c.Do("a1 LOGIN bob {8193}", "a1 BAD Error in IMAP command: Literal too large (max 8192).")
+	c.Do("a2 NOOP", "a2 OK NOOP completed.")
 	// At the limit it is accepted.
-	c.do("a3 LOGIN bob {8192}", "+ OK")
-	c.do(strings.Repeat("p", 8192), "a3 "+fakeOK)
+	c.Do("a3 LOGIN bob {8192}", "+ OK")
+	c.Do(strings.Repeat("p", 8192), "a3 "+fakeOK)
 	e.backend.expectReceived(t, anyID, `L LOGIN "bob" "`+strings.Repeat("p", 8192)+`"`)
 
 	// A non-synchronizing one over the limit cannot be skipped.
 	c = e.connect()
-	c.do("b1 LOGIN bob {8193+}", "* BYE Literal too large.")
-	c.expectClosed()
+	c.Do("b1 LOGIN bob {8193+}", "* BYE Literal too large.")
+	c.ExpectClosed()
 }
 
 // TestLoginTimeout: a client that does not log in in time is disconnected,
@@ -197,17 +198,17 @@ func TestLoginTimeout(t *testing.T) {
 	t.Parallel()
 	for name, talk := range map[string]func(c *client){
 		"idle":               func(c *client) {},
-		"after a command":    func(c *client) { c.do("a NOOP", "a OK NOOP completed.") },
-		"partial line":       func(c *client) { c.write("a LOG") },
-		"in a literal":       func(c *client) { c.do("a LOGIN bob {6}", "+ OK"); c.write("sec") },
-		"in an AUTHENTICATE": func(c *client) { c.do("a AUTHENTICATE PLAIN", "+ ") },
+		"after a command":    func(c *client) { c.Do("a NOOP", "a OK NOOP completed.") },
+		"partial line":       func(c *client) { c.Write("a LOG") },
+		"in a literal":       func(c *client) { c.Do("a LOGIN bob {6}", "+ OK"); c.Write("sec") },
+		"in an AUTHENTICATE": func(c *client) { c.Do("a AUTHENTICATE PLAIN", "+ ") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, func(s *setup) { s.limits.LoginTimeout = 300 * time.Millisecond })
 			c := e.connect()
 			talk(c)
-			rest, err := io.ReadAll(c.r)
+			rest, err := io.ReadAll(c.R)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -228,7 +229,7 @@ func TestLoginTimeoutEndsAuthWait(t *testing.T) {
 	gaveUp := make(chan error, 1)
 	e := start(t, func(s *setup) {
 		s.limits.LoginTimeout = 300 * time.Millisecond
-		s.pipeline.Passdb = passdbFunc(func(ctx context.Context, _ *auth.Request) (auth.Result, error) {
+		s.pipeline.Passdb = gatewaytest.PassdbFunc(func(ctx context.Context, _ *auth.Request) (auth.Result, error) {
 			select {
 			case <-ctx.Done():
 				gaveUp <- ctx.Err()
@@ -240,7 +241,7 @@ func TestLoginTimeoutEndsAuthWait(t *testing.T) {
 		})
 	})
 	c := e.connect()
-	c.write("a LOGIN bob secret\r\n")
+	c.Write("a LOGIN bob secret\r\n")
 	select {
 	case err := <-gaveUp:
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -249,7 +250,7 @@ func TestLoginTimeoutEndsAuthWait(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the passdb was still waited for long after the login timeout")
 	}
-	if _, err := io.ReadAll(c.r); err != nil {
+	if _, err := io.ReadAll(c.R); err != nil {
 		t.Fatal(err)
 	}
 }

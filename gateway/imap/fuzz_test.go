@@ -4,19 +4,17 @@ package imap
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 	"github.com/maildirector/maildirector/internal/testtls"
 )
 
@@ -130,35 +128,6 @@ func FuzzParseCommand(f *testing.F) {
 	})
 }
 
-// panicCatcher is a log handler that keeps the sessions' recovered panics.
-type panicCatcher struct {
-	mu     sync.Mutex
-	stacks []string
-}
-
-func (h *panicCatcher) Enabled(context.Context, slog.Level) bool { return true }
-func (h *panicCatcher) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *panicCatcher) WithGroup(string) slog.Handler            { return h }
-func (h *panicCatcher) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "panic in session" {
-		return nil
-	}
-	var b strings.Builder
-	r.Attrs(func(a slog.Attr) bool { b.WriteString(a.String() + "\n"); return true })
-	h.mu.Lock()
-	h.stacks = append(h.stacks, b.String())
-	h.mu.Unlock()
-	return nil
-}
-
-func (h *panicCatcher) take() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := h.stacks
-	h.stacks = nil
-	return s
-}
-
 // FuzzPreLogin sends arbitrary bytes to a live gateway (trusted client,
 // STARTTLS offered, a passdb that refuses everyone) and checks that the
 // session neither panics nor hangs, that every reply is a well-formed
@@ -170,37 +139,21 @@ func FuzzPreLogin(f *testing.F) {
 	f.Add([]byte("a AUTHENTICATE PLAIN\r\n" + b64("\x00bob\x00secret") + "\r\nb AUTHENTICATE LOGIN\r\nYm9i\r\n*\r\n"))
 	f.Add([]byte("a1 LOGIN bob x\r\na2 LOGIN bob x\r\na3 LOGIN bob x\r\na4 NOOP\r\n"))
 	f.Add([]byte("a1 STARTTLS\r\n\x16\x03\x01\x00\x05hello"))
-	catcher := &panicCatcher{}
+	catcher := &gatewaytest.PanicCatcher{}
 	srvCfg, _ := testtls.Configs(f)
 	e := start(f, withTLS(gateway.TLSStartTLS, srvCfg), passdbAnswer(auth.Result{Status: auth.StatusPasswordMismatch}, nil),
 		func(s *setup) {
-			s.listener.Trusted = prefixes(f, "127.0.0.0/8")
+			s.listener.Trusted = gatewaytest.Prefixes(f, "127.0.0.0/8")
 			s.limits.LoginTimeout = 5 * time.Second
 			s.log = slog.New(catcher)
 		})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		conn, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc := conn.(*net.TCPConn)
-		defer func() { tc.SetLinger(0); tc.Close() }() // no TIME_WAIT pile-up
-		tc.SetDeadline(time.Now().Add(10 * time.Second))
-		tc.Write(data) // the gateway may already have hung up
-		tc.CloseWrite()
-		out, err := io.ReadAll(tc)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatalf("the gateway did not close the session; it sent %q", out)
-		}
-		if p := catcher.take(); len(p) > 0 {
-			t.Fatalf("session panicked:\n%s", p[0])
-		}
+		out, whole := catcher.FuzzSession(t, e.addr, data)
 		if !bytes.HasPrefix(out, []byte(greetingLocal[:len("* OK [CAPABILITY ")])) {
 			t.Fatalf("greeting %q", out)
 		}
 		lines := strings.SplitAfter(string(out), "\r\n")
-		if err == nil && lines[len(lines)-1] != "" {
+		if whole && lines[len(lines)-1] != "" {
 			t.Fatalf("output %q does not end in CRLF", out)
 		}
 		for _, l := range lines[:len(lines)-1] {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 )
 
 const anyID = `~^I ID \(`
@@ -25,40 +26,40 @@ func TestLoginArguments(t *testing.T) {
 		backend string // the backend's LOGIN command
 	}{
 		{"atom", func(c *client) {
-			c.do("a LOGIN bob secret", "a "+fakeOK)
+			c.Do("a LOGIN bob secret", "a "+fakeOK)
 		}, `L LOGIN "bob" "secret"`},
 		// auth_username_format %Lu: the backend gets the name the passdb
 		// chain settled on, as Dovecot's proxy sends it.
 		{"lower case command", func(c *client) {
-			c.do("a login Bob Secret", "a "+fakeOK)
+			c.Do("a login Bob Secret", "a "+fakeOK)
 		}, `L LOGIN "bob" "Secret"`},
 		{"quoted with escapes", func(c *client) {
-			c.do(`a LOGIN "us\"er" "p\\w d"`, "a "+fakeOK)
+			c.Do(`a LOGIN "us\"er" "p\\w d"`, "a "+fakeOK)
 		}, `L LOGIN "us\"er" "p\\w d"`},
 		{"empty quoted password", func(c *client) {
-			c.do(`a LOGIN bob ""`, "a "+fakeOK)
+			c.Do(`a LOGIN bob ""`, "a "+fakeOK)
 		}, `L LOGIN "bob" ""`},
 		{"synchronizing literals", func(c *client) {
-			c.do("a LOGIN {3}", "+ OK")
-			c.do("bob {8}", "+ OK")
-			c.do(`se"c\ret`, "a "+fakeOK)
+			c.Do("a LOGIN {3}", "+ OK")
+			c.Do("bob {8}", "+ OK")
+			c.Do(`se"c\ret`, "a "+fakeOK)
 		}, `L LOGIN "bob" "se\"c\\ret"`},
 		{"non-synchronizing literals", func(c *client) {
 			// No "+ OK" may come: the next line read is the tagged reply.
-			c.write("a LOGIN {3+}\r\nbob {6+}\r\nsecret\r\n")
-			c.expect("a " + fakeOK)
+			c.Write("a LOGIN {3+}\r\nbob {6+}\r\nsecret\r\n")
+			c.Expect("a " + fakeOK)
 		}, `L LOGIN "bob" "secret"`},
 		{"empty literal", func(c *client) {
-			c.write("a LOGIN bob {0+}\r\n\r\n")
-			c.expect("a " + fakeOK)
+			c.Write("a LOGIN bob {0+}\r\n\r\n")
+			c.Expect("a " + fakeOK)
 		}, `L LOGIN "bob" ""`},
 		{"8-bit user goes as a literal", func(c *client) {
-			c.write("a LOGIN {6+}\r\nbj\xc3\xb6rn secret\r\n")
-			c.expect("a " + fakeOK)
+			c.Write("a LOGIN {6+}\r\nbj\xc3\xb6rn secret\r\n")
+			c.Expect("a " + fakeOK)
 		}, "L LOGIN {6+}\r\nbj\xc3\xb6rn \"secret\""},
 		{"CRLF in a literal password", func(c *client) {
-			c.write("a LOGIN bob {4+}\r\np\r\nw\r\n")
-			c.expect("a " + fakeOK)
+			c.Write("a LOGIN bob {4+}\r\np\r\nw\r\n")
+			c.Expect("a " + fakeOK)
 		}, "L LOGIN \"bob\" {4+}\r\np\r\nw"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,8 +77,8 @@ func TestLoginWithoutLiteralPlus(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(s *setup) { s.backend.greeting = "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake" })
 	c := e.connect()
-	c.write("a LOGIN bob {7+}\r\np\xc3\xa4sswd\r\n")
-	c.expect("a " + fakeOK)
+	c.Write("a LOGIN bob {7+}\r\np\xc3\xa4sswd\r\n")
+	c.Expect("a " + fakeOK)
 	e.backend.expectReceived(t, "L LOGIN \"bob\" {7}\r\np\xc3\xa4sswd")
 }
 
@@ -87,9 +88,9 @@ func TestLoginRelay(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("a1 LOGIN bob secret", "a1 OK [CAPABILITY IMAP4rev1 IDLE NAMESPACE] Logged in")
-	c.do("a2 SELECT INBOX", "a2 OK fake SELECT")
-	c.do("a3 NOOP", "a3 OK fake NOOP")
+	c.Do("a1 LOGIN bob secret", "a1 OK [CAPABILITY IMAP4rev1 IDLE NAMESPACE] Logged in")
+	c.Do("a2 SELECT INBOX", "a2 OK fake SELECT")
+	c.Do("a3 NOOP", "a3 OK fake NOOP")
 	e.backend.expectReceived(t, anyID, `L LOGIN "bob" "secret"`, "a2 SELECT INBOX", "a3 NOOP")
 	reg := e.server.Registry
 	if n := reg.Count(); n != 1 {
@@ -97,11 +98,11 @@ func TestLoginRelay(t *testing.T) {
 	}
 	s := reg.List()[0]
 	if s.User != "bob" || s.Service != "imap" || s.Backend != "127.0.0.1:"+strconv.Itoa(e.backend.port()) ||
-		s.Remote != netip.MustParseAddrPort(c.conn.LocalAddr().String()) {
+		s.Remote != netip.MustParseAddrPort(c.Conn.LocalAddr().String()) {
 		t.Fatalf("registered session %+v", s)
 	}
-	c.do("a4 LOGOUT", "* BYE fake", "a4 OK fake LOGOUT")
-	c.expectClosed()
+	c.Do("a4 LOGOUT", "* BYE fake", "a4 OK fake LOGOUT")
+	c.ExpectClosed()
 	waitFor(t, func() bool { return reg.Count() == 0 })
 }
 
@@ -121,8 +122,8 @@ func TestLoginPipelined(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.write("a1 LOGIN bob secret\r\na2 SELECT INBOX\r\na3 NOOP\r\n")
-	c.expect("a1 "+fakeOK, "a2 OK fake SELECT", "a3 OK fake NOOP")
+	c.Write("a1 LOGIN bob secret\r\na2 SELECT INBOX\r\na3 NOOP\r\n")
+	c.Expect("a1 "+fakeOK, "a2 OK fake SELECT", "a3 OK fake NOOP")
 	e.backend.expectReceived(t, anyID, `L LOGIN "bob" "secret"`, "a2 SELECT INBOX", "a3 NOOP")
 }
 
@@ -132,8 +133,8 @@ func TestBackendLingering(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(s *setup) { s.backend.afterLogin = "* 3 EXISTS\r\n* 1 RECENT\r\n" })
 	c := e.connect()
-	c.do("a1 LOGIN bob secret", "a1 "+fakeOK, "* 3 EXISTS", "* 1 RECENT")
-	c.do("a2 NOOP", "a2 OK fake NOOP")
+	c.Do("a1 LOGIN bob secret", "a1 "+fakeOK, "* 3 EXISTS", "* 1 RECENT")
+	c.Do("a2 NOOP", "a2 OK fake NOOP")
 }
 
 // TestForwardedID: the backend gets the client's details with ID before
@@ -145,25 +146,25 @@ func TestForwardedID(t *testing.T) {
 		t.Parallel()
 		e := start(t)
 		c := e.connect()
-		c.do("a LOGIN bob secret", "a "+fakeOK)
+		c.Do("a LOGIN bob secret", "a "+fakeOK)
 		e.backend.expectReceived(t, "~"+idLine("127.0.0.1", localPort(c), e.addr, 4).String(), `L LOGIN "bob" "secret"`)
 	})
 	t.Run("proxy_not_trusted", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, withArgs("proxy=y nopassword=y proxy_not_trusted"))
-		e.connect().do("a LOGIN bob secret", "a "+fakeOK)
+		e.connect().Do("a LOGIN bob secret", "a "+fakeOK)
 		e.backend.expectReceived(t, `L LOGIN "bob" "secret"`)
 	})
 	t.Run("backend without ID", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, func(s *setup) { s.backend.greeting = "* OK [CAPABILITY IMAP4rev1 LITERAL+] fake" })
-		e.connect().do("a LOGIN bob secret", "a "+fakeOK)
+		e.connect().Do("a LOGIN bob secret", "a "+fakeOK)
 		e.backend.expectReceived(t, `L LOGIN "bob" "secret"`)
 	})
 	t.Run("greeting without capabilities", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, func(s *setup) { s.backend.greeting = "* OK fake ready" })
-		e.connect().do("a LOGIN bob secret", "a "+fakeOK)
+		e.connect().Do("a LOGIN bob secret", "a "+fakeOK)
 		e.backend.expectReceived(t, "C CAPABILITY", anyID, `L LOGIN "bob" "secret"`)
 	})
 }
@@ -181,9 +182,9 @@ func TestTrustedID(t *testing.T) {
 			var seen auth.Request
 			e := start(t, func(s *setup) {
 				if trusted {
-					s.listener.Trusted = prefixes(t, "127.0.0.1/32")
+					s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.1/32")
 				}
-				s.pipeline.Passdb = passdbFunc(func(_ context.Context, r *auth.Request) (auth.Result, error) {
+				s.pipeline.Passdb = gatewaytest.PassdbFunc(func(_ context.Context, r *auth.Request) (auth.Result, error) {
 					mu.Lock()
 					seen = *r
 					mu.Unlock()
@@ -191,8 +192,8 @@ func TestTrustedID(t *testing.T) {
 				})
 			})
 			c := e.connect()
-			c.do(forward, `* ID ("name" "maildirector")`, "a1 OK ID completed.")
-			c.do("a2 LOGIN bob secret", "a2 "+fakeOK)
+			c.Do(forward, `* ID ("name" "maildirector")`, "a1 OK ID completed.")
+			c.Do("a2 LOGIN bob secret", "a2 "+fakeOK)
 			mu.Lock()
 			defer mu.Unlock()
 			if trusted {
@@ -219,17 +220,17 @@ func TestTrustedID(t *testing.T) {
 // TestProxyTTL: a trusted peer with one hop left is a proxy loop.
 func TestProxyTTL(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(s *setup) { s.listener.Trusted = prefixes(t, "127.0.0.0/8") })
+	e := start(t, func(s *setup) { s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.0/8") })
 	c := e.connect()
-	c.do(`a1 ID ("x-proxy-ttl" "1")`, `* ID ("name" "maildirector")`, "a1 OK ID completed.")
-	c.do("a2 LOGIN bob secret", "a2 "+serverBug)
+	c.Do(`a1 ID ("x-proxy-ttl" "1")`, `* ID ("name" "maildirector")`, "a1 OK ID completed.")
+	c.Do("a2 LOGIN bob secret", "a2 "+serverBug)
 	if n := e.backend.connections(); n != 0 {
 		t.Fatalf("backend got %d connections, want 0", n)
 	}
 	// A TTL above our own is ignored.
 	c2 := e.connect()
-	c2.do(`b1 ID ("x-proxy-ttl" "99")`, `* ID ("name" "maildirector")`, "b1 OK ID completed.")
-	c2.do("b2 LOGIN bob secret", "b2 "+fakeOK)
+	c2.Do(`b1 ID ("x-proxy-ttl" "99")`, `* ID ("name" "maildirector")`, "b1 OK ID completed.")
+	c2.Do("b2 LOGIN bob secret", "b2 "+fakeOK)
 	e.backend.expectReceived(t, `~"x-proxy-ttl" "4"\)$`, `L LOGIN "bob" "secret"`)
 }
 
@@ -256,12 +257,12 @@ func TestPassdbFields(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, func(s *setup) {
-				s.pipeline.Passdb = staticDB(t, tc.args)
+				s.pipeline.Passdb = gatewaytest.StaticChain(t, tc.args)
 				if tc.greeting != "" {
 					s.backend.greeting = tc.greeting
 				}
 			})
-			e.connect().do(tc.login, "a "+fakeOK)
+			e.connect().Do(tc.login, "a "+fakeOK)
 			e.backend.expectReceived(t, tc.backend...)
 		})
 	}
@@ -272,10 +273,10 @@ func TestPassdbFields(t *testing.T) {
 func TestPinnedHost(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(s *setup) {
-		s.pipeline.Passdb = staticDB(t, "proxy=y nopassword=y host=127.0.0.1 port="+strconv.Itoa(s.backend.port()))
-		s.pipeline.Ports["imap"] = closedPort(t)
+		s.pipeline.Passdb = gatewaytest.StaticChain(t, "proxy=y nopassword=y host=127.0.0.1 port="+strconv.Itoa(s.backend.port()))
+		s.pipeline.Ports["imap"] = gatewaytest.ClosedPort(t)
 	})
-	e.connect().do("a LOGIN bob secret", "a "+fakeOK)
+	e.connect().Do("a LOGIN bob secret", "a "+fakeOK)
 	e.backend.expectReceived(t, anyID, `L LOGIN "bob" "secret"`)
 }
 
@@ -287,6 +288,6 @@ func TestMasterNeedsPlain(t *testing.T) {
 		s.backend.greeting = "* OK [CAPABILITY IMAP4rev1 ID LITERAL+] fake"
 	})
 	c := e.connect()
-	c.do("a LOGIN bob secret", "a "+serverBug)
-	c.do("b NOOP", "b OK NOOP completed.")
+	c.Do("a LOGIN bob secret", "a "+serverBug)
+	c.Do("b NOOP", "b OK NOOP completed.")
 }

@@ -5,6 +5,8 @@ package imap
 import (
 	"strings"
 	"testing"
+
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 )
 
 // Regression tests for bugs found by the transcript suite.
@@ -17,9 +19,9 @@ func TestSyncLiteralAfterIDWithoutLiteralPlus(t *testing.T) {
 		s.backend.greeting = "* OK [CAPABILITY IMAP4rev1 ID AUTH=PLAIN] fake ready"
 	})
 	c := e.connect()
-	c.do("a LOGIN bob {7+}")
-	c.write("pässwd\r\n")
-	c.expect("a OK...")
+	c.Do("a LOGIN bob {7+}")
+	c.Write("pässwd\r\n")
+	c.Expect("a OK...")
 	e.backend.expectReceived(t, "~^I ID ", "L LOGIN \"bob\" {7}\r\npässwd")
 }
 
@@ -34,9 +36,9 @@ func TestCommandSizeIsBounded(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		b.WriteString(" {8000+}\r\n" + chunk)
 	}
-	c.write(b.String())
-	c.expect("* BYE Literal too large.")
-	c.expectClosed()
+	c.Write(b.String())
+	c.Expect("* BYE Literal too large.")
+	c.ExpectClosed()
 }
 
 // NUL on a continuation line (after a literal) is garbage too.
@@ -44,9 +46,9 @@ func TestNULAfterLiteral(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.write("a LOGIN {3+}\r\nbob \"p\x00w\"\r\n")
-	c.expect("* BYE Garbage received.")
-	c.expectClosed()
+	c.Write("a LOGIN {3+}\r\nbob \"p\x00w\"\r\n")
+	c.Expect("* BYE Garbage received.")
+	c.ExpectClosed()
 	if n := e.backend.connections(); n != 0 {
 		t.Fatalf("the backend was contacted %d times", n)
 	}
@@ -57,8 +59,8 @@ func TestWildcardTags(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("* NOOP", "* BAD Error in IMAP command received by server.")
-	c.do("a% NOOP", "* BAD Error in IMAP command received by server.")
+	c.Do("* NOOP", "* BAD Error in IMAP command received by server.")
+	c.Do("a% NOOP", "* BAD Error in IMAP command received by server.")
 }
 
 // Without master passdbs a SASL authorization identity is refused, as in
@@ -66,12 +68,12 @@ func TestWildcardTags(t *testing.T) {
 func TestAuthzIDNeedsMasterPassdb(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(s *setup) {
-		ch := staticDB(s.backend.t, "proxy=y nopassword=y")
+		ch := gatewaytest.StaticChain(s.backend.t, "proxy=y nopassword=y")
 		ch.Masters = nil
 		s.pipeline.Passdb = ch
 	})
 	c := e.connect()
-	c.do("a AUTHENTICATE PLAIN "+b64("bob\x00admin\x00secret"), "a "+authFailed)
+	c.Do("a AUTHENTICATE PLAIN "+b64("bob\x00admin\x00secret"), "a "+authFailed)
 	if n := e.backend.connections(); n != 0 {
 		t.Fatalf("backend contacted %d times", n)
 	}

@@ -4,27 +4,19 @@ package imap
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/maildirector/maildirector/auth"
-	"github.com/maildirector/maildirector/db/static"
-	"github.com/maildirector/maildirector/director"
-	"github.com/maildirector/maildirector/director/store/memory"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 	"github.com/maildirector/maildirector/mechs"
-	"github.com/maildirector/maildirector/passdb"
 )
 
 // The tests are transcripts over real loopback sockets: a gateway.Server
@@ -46,8 +38,6 @@ const (
 	privacyRequired  = "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
 )
 
-var discard = slog.New(slog.DiscardHandler)
-
 // setup is what a test may change before the gateway starts.
 type setup struct {
 	listener *gateway.Listener
@@ -68,26 +58,11 @@ type env struct {
 func start(t testing.TB, opts ...func(*setup)) *env {
 	t.Helper()
 	be := newFakeBackend(t)
-	hosts, err := director.ParseHosts([]string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := director.New(director.Config{Hosts: hosts, Store: memory.New(), Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := setup{
-		backend: be,
-		pipeline: &gateway.Pipeline{
-			Passdb:          staticDB(t, "proxy=y nopassword=y"),
-			Director:        dir,
-			Ports:           map[string]int{"imap": be.port()},
-			Timeout:         5 * time.Second,
-			ConnectAttempts: 1,
-			Log:             discard,
-		},
-		limits: gateway.Limits{LoginTimeout: 10 * time.Second, MaxLine: 8192},
-		log:    discard,
+		backend:  be,
+		pipeline: gatewaytest.NewPipeline(t, "imap", be.port()),
+		limits:   gatewaytest.Limits(),
+		log:      gatewaytest.Discard,
 	}
 	s.server = &Server{
 		Pipeline:        s.pipeline,
@@ -101,155 +76,34 @@ func start(t testing.TB, opts ...func(*setup)) *env {
 		o(&s)
 	}
 	be.run()
-	srv := &gateway.Server{Listeners: []*gateway.Listener{s.listener}, Limits: s.limits, Log: s.log}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { srv.Serve(ctx); close(served) }()
-	t.Cleanup(func() { cancel(); srv.Close(); <-served })
-	return &env{setup: s, t: t, addr: s.listener.Addr().String()}
-}
-
-// staticDB is a passdb chain of one static passdb with args, as the
-// gateway builds it from the configuration.
-func staticDB(t testing.TB, args string) *passdb.Chain {
-	t.Helper()
-	db, err := static.New(args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CheckPassdb(); err != nil {
-		t.Fatal(err)
-	}
-	// Master logins (SASL authzid) are accepted whatever the password and
-	// checked by the backend, as "driver=static args=nopassword master=yes
-	// pass=yes" does in Dovecot.
-	mdb, err := static.New("nopassword")
-	if err != nil {
-		t.Fatal(err)
-	}
-	master := passdb.NewEntry("masters", mdb)
-	master.Master, master.OnSuccess = true, passdb.Continue
-	return &passdb.Chain{Entries: []passdb.Entry{passdb.NewEntry("static", db)}, Masters: []passdb.Entry{master}, Log: discard}
+	return &env{setup: s, t: t, addr: gatewaytest.Serve(t, s.listener, s.limits, s.log)}
 }
 
 // withArgs replaces the passdb by a static one with args.
 func withArgs(args string) func(*setup) {
-	return func(s *setup) { s.pipeline.Passdb = staticDB(s.backend.t, args) }
+	return func(s *setup) { s.pipeline.Passdb = gatewaytest.StaticChain(s.backend.t, args) }
 }
 
-// passdbFunc is a gateway.Authenticator made of a function.
-type passdbFunc func(context.Context, *auth.Request) (auth.Result, error)
-
-func (f passdbFunc) Verify(ctx context.Context, req *auth.Request) (auth.Result, error) {
-	return f(ctx, req)
-}
-
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
-}
-
-// client is one transcript's client side.
-type client struct {
-	t    testing.TB
-	conn net.Conn
-	r    *bufio.Reader
-}
+// client is one transcript's client side, with the protocol's own
+// steps added.
+type client struct{ *gatewaytest.Client }
 
 // dial connects from the loopback address from ("" for the default) and
 // returns the client before the greeting.
 func (e *env) dial(from string) *client {
-	e.t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if from != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
-	}
-	conn, err := d.Dial("tcp", e.addr)
-	if err != nil {
-		e.t.Fatalf("dial %s from %q: %v", e.addr, from, err)
-	}
-	return e.wrap(conn)
+	return &client{gatewaytest.Dial(e.t, e.addr, from)}
 }
 
 func (e *env) wrap(conn net.Conn) *client {
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	e.t.Cleanup(func() { conn.Close() })
-	return &client{t: e.t, conn: conn, r: bufio.NewReader(conn)}
+	return &client{gatewaytest.Wrap(e.t, conn)}
 }
 
 // connect dials from the default address and expects the local greeting.
 func (e *env) connect() *client {
 	e.t.Helper()
 	c := e.dial("")
-	c.expect(greetingLocal)
+	c.Expect(greetingLocal)
 	return c
-}
-
-// write sends raw bytes.
-func (c *client) write(s string) {
-	c.t.Helper()
-	if _, err := io.WriteString(c.conn, s); err != nil {
-		c.t.Fatalf("write %q: %v", s, err)
-	}
-}
-
-// line reads one line without its CRLF.
-func (c *client) line() string {
-	c.t.Helper()
-	s, err := c.r.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (partial %q)", err, s)
-	}
-	if !strings.HasSuffix(s, "\r\n") {
-		c.t.Fatalf("line %q does not end in CRLF", s)
-	}
-	return strings.TrimSuffix(s, "\r\n")
-}
-
-// expect reads lines and compares them with want, in order. A want ending
-// in "..." matches a prefix.
-func (c *client) expect(want ...string) {
-	c.t.Helper()
-	for _, w := range want {
-		got := c.line()
-		if p, ok := strings.CutSuffix(w, "..."); ok {
-			if !strings.HasPrefix(got, p) {
-				c.t.Fatalf("got  %q\nwant %q", got, w)
-			}
-		} else if got != w {
-			c.t.Fatalf("got  %q\nwant %q", got, w)
-		}
-	}
-}
-
-// do sends one line and expects the replies.
-func (c *client) do(line string, want ...string) {
-	c.t.Helper()
-	c.write(line + "\r\n")
-	c.expect(want...)
-}
-
-// expectClosed asserts that the gateway closes the connection without
-// sending anything more.
-func (c *client) expectClosed() {
-	c.t.Helper()
-	rest, err := io.ReadAll(c.r)
-	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset by peer") {
-		c.t.Fatalf("waiting for close: %v (got %q)", err, rest)
-	}
-	if len(rest) > 0 {
-		c.t.Fatalf("got %q before the close, want nothing", rest)
-	}
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -445,20 +299,7 @@ func idLine(ip string, port int, gw string, ttl int) *regexp.Regexp {
 		`"x-proxy-ttl" "` + strconv.Itoa(ttl) + `"\)$`)
 }
 
-func prefixes(t testing.TB, ss ...string) []netip.Prefix {
-	t.Helper()
-	var out []netip.Prefix
-	for _, s := range ss {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-func localPort(c *client) int { return c.conn.LocalAddr().(*net.TCPAddr).Port }
+func localPort(c *client) int { return c.Conn.LocalAddr().(*net.TCPAddr).Port }
 
 // expectReceived asserts the backend's commands, exactly and in order; a
 // want starting with "~" is a regular expression.
@@ -483,12 +324,12 @@ func TestGreetingCapabilityNoopLogout(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("a1 CAPABILITY",
+	c.Do("a1 CAPABILITY",
 		"* CAPABILITY "+preCaps+" AUTH=PLAIN AUTH=LOGIN",
 		"a1 OK Pre-login capabilities listed, post-login capabilities have more.")
-	c.do("a2 noop", "a2 OK NOOP completed.")
-	c.do("a3 LOGOUT", "* BYE Logging out", "a3 OK Logout completed.")
-	c.expectClosed()
+	c.Do("a2 noop", "a2 OK NOOP completed.")
+	c.Do("a3 LOGOUT", "* BYE Logging out", "a3 OK Logout completed.")
+	c.ExpectClosed()
 	if n := e.backend.connections(); n != 0 {
 		t.Fatalf("backend got %d connections, want 0", n)
 	}
@@ -498,7 +339,7 @@ func TestGreetingText(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(s *setup) { s.server.Greeting = "Hello there." })
 	c := e.dial("")
-	c.expect("* OK [CAPABILITY " + preCaps + " AUTH=PLAIN AUTH=LOGIN] Hello there.")
+	c.Expect("* OK [CAPABILITY " + preCaps + " AUTH=PLAIN AUTH=LOGIN] Hello there.")
 }
 
 // TestPlaintextPolicy: a client from 127.0.0.2 talking to 127.0.0.1 is
@@ -509,32 +350,32 @@ func TestPlaintextPolicy(t *testing.T) {
 		t.Parallel()
 		e := start(t)
 		c := e.dial("127.0.0.2")
-		c.expect(greetingInsecure)
-		c.do("a1 CAPABILITY", "* CAPABILITY "+preCaps+" LOGINDISABLED", "a1 OK ...")
-		c.do("a2 LOGIN bob secret", "a2 "+privacyRequired)
-		c.do("a3 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a3 "+privacyRequired)
-		c.do("a4 AUTHENTICATE LOGIN", "a4 "+privacyRequired)
+		c.Expect(greetingInsecure)
+		c.Do("a1 CAPABILITY", "* CAPABILITY "+preCaps+" LOGINDISABLED", "a1 OK ...")
+		c.Do("a2 LOGIN bob secret", "a2 "+privacyRequired)
+		c.Do("a3 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a3 "+privacyRequired)
+		c.Do("a4 AUTHENTICATE LOGIN", "a4 "+privacyRequired)
 		// Refusals are not failed logins: no BYE after three.
-		c.do("a5 LOGIN bob secret", "a5 "+privacyRequired)
-		c.do("a6 NOOP", "a6 OK NOOP completed.")
+		c.Do("a5 LOGIN bob secret", "a5 "+privacyRequired)
+		c.Do("a6 NOOP", "a6 OK NOOP completed.")
 		if n := e.backend.connections(); n != 0 {
 			t.Fatalf("backend got %d connections, want 0", n)
 		}
 	})
 	for name, opt := range map[string]func(*setup){
 		"allow_plaintext": func(s *setup) { s.listener.AllowPlaintext = true },
-		"trusted":         func(s *setup) { s.listener.Trusted = prefixes(t, "127.0.0.2/32") },
+		"trusted":         func(s *setup) { s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.2/32") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, opt)
 			c := e.dial("127.0.0.2")
-			c.expect(greetingLocal)
-			c.do("a1 LOGIN bob secret", "a1 "+fakeOK)
-			c.do("a2 NOOP", "a2 OK fake NOOP")
+			c.Expect(greetingLocal)
+			c.Do("a1 LOGIN bob secret", "a1 "+fakeOK)
+			c.Do("a2 NOOP", "a2 OK fake NOOP")
 			c2 := e.dial("127.0.0.2")
-			c2.expect(greetingLocal)
-			c2.do("b1 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "b1 "+fakeOK)
+			c2.Expect(greetingLocal)
+			c2.Do("b1 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "b1 "+fakeOK)
 		})
 	}
 }
@@ -543,8 +384,8 @@ func TestUnknownCommand(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("a1 SELECT INBOX", "a1 BAD Error in IMAP command received by server.")
-	c.do("a2 NOOP", "a2 OK NOOP completed.")
+	c.Do("a1 SELECT INBOX", "a1 BAD Error in IMAP command received by server.")
+	c.Do("a2 NOOP", "a2 OK NOOP completed.")
 }
 
 func TestBadSyntax(t *testing.T) {
@@ -589,8 +430,8 @@ func TestBadSyntax(t *testing.T) {
 			t.Parallel()
 			e := start(t)
 			c := e.connect()
-			c.do(tc.line, tc.want)
-			c.do("z NOOP", "z OK NOOP completed.")
+			c.Do(tc.line, tc.want)
+			c.Do("z NOOP", "z OK NOOP completed.")
 		})
 	}
 }
@@ -599,7 +440,7 @@ func TestIDResponse(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("a1 ID NIL", `* ID ("name" "maildirector")`, "a1 OK ID completed.")
-	c.do(`a2 ID ("name" "client" "version" NIL)`, `* ID ("name" "maildirector")`, "a2 OK ID completed.")
-	c.do(`a3 id ("x-originating-ip" "192.0.2.9")`, `* ID ("name" "maildirector")`, "a3 OK ID completed.")
+	c.Do("a1 ID NIL", `* ID ("name" "maildirector")`, "a1 OK ID completed.")
+	c.Do(`a2 ID ("name" "client" "version" NIL)`, `* ID ("name" "maildirector")`, "a2 OK ID completed.")
+	c.Do(`a3 id ("x-originating-ip" "192.0.2.9")`, `* ID ("name" "maildirector")`, "a3 OK ID completed.")
 }

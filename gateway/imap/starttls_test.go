@@ -21,16 +21,16 @@ func withTLS(mode gateway.TLSMode, cfg *tls.Config) func(*setup) {
 
 // starttls runs STARTTLS and the client's handshake.
 func (c *client) starttls(tag string, cfg *tls.Config) {
-	c.t.Helper()
-	c.do(tag+" STARTTLS", tag+" OK Begin TLS negotiation now.")
-	if n := c.r.Buffered(); n > 0 {
-		c.t.Fatalf("%d bytes after the STARTTLS reply", n)
+	c.T.Helper()
+	c.Do(tag+" STARTTLS", tag+" OK Begin TLS negotiation now.")
+	if n := c.R.Buffered(); n > 0 {
+		c.T.Fatalf("%d bytes after the STARTTLS reply", n)
 	}
-	tc := tls.Client(c.conn, cfg)
+	tc := tls.Client(c.Conn, cfg)
 	if err := tc.Handshake(); err != nil {
-		c.t.Fatalf("TLS handshake: %v", err)
+		c.T.Fatalf("TLS handshake: %v", err)
 	}
-	c.conn, c.r = tc, bufio.NewReader(tc)
+	c.Conn, c.R = tc, bufio.NewReader(tc)
 }
 
 const greetingStartTLS = "* OK [CAPABILITY " + preCaps + " STARTTLS AUTH=PLAIN AUTH=LOGIN] maildirector ready."
@@ -40,16 +40,16 @@ func TestStartTLS(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("")
-	c.expect(greetingStartTLS)
-	c.do("a1 CAPABILITY", "* CAPABILITY "+preCaps+" STARTTLS AUTH=PLAIN AUTH=LOGIN", "a1 OK ...")
+	c.Expect(greetingStartTLS)
+	c.Do("a1 CAPABILITY", "* CAPABILITY "+preCaps+" STARTTLS AUTH=PLAIN AUTH=LOGIN", "a1 OK ...")
 	c.starttls("a2", cliCfg)
-	c.do("a3 CAPABILITY", "* CAPABILITY "+preCaps+" AUTH=PLAIN AUTH=LOGIN", "a3 OK ...")
-	c.do("a4 STARTTLS", "a4 BAD TLS is already active.")
-	c.do("a5 LOGIN bob secret", "a5 "+fakeOK)
+	c.Do("a3 CAPABILITY", "* CAPABILITY "+preCaps+" AUTH=PLAIN AUTH=LOGIN", "a3 OK ...")
+	c.Do("a4 STARTTLS", "a4 BAD TLS is already active.")
+	c.Do("a5 LOGIN bob secret", "a5 "+fakeOK)
 	// TLS on the client side, plain TCP to the backend.
-	c.do("a6 SELECT INBOX", "a6 OK fake SELECT")
-	c.do("a7 LOGOUT", "* BYE fake", "a7 OK fake LOGOUT")
-	c.expectClosed()
+	c.Do("a6 SELECT INBOX", "a6 OK fake SELECT")
+	c.Do("a7 LOGOUT", "* BYE fake", "a7 OK fake LOGOUT")
+	c.ExpectClosed()
 	e.backend.expectReceived(t, anyID, `L LOGIN "bob" "secret"`, "a6 SELECT INBOX", "a7 LOGOUT")
 }
 
@@ -60,12 +60,12 @@ func TestStartTLSSecures(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("127.0.0.2")
-	c.expect("* OK [CAPABILITY " + preCaps + " STARTTLS LOGINDISABLED] maildirector ready.")
-	c.do("a1 LOGIN bob secret", "a1 "+privacyRequired)
+	c.Expect("* OK [CAPABILITY " + preCaps + " STARTTLS LOGINDISABLED] maildirector ready.")
+	c.Do("a1 LOGIN bob secret", "a1 "+privacyRequired)
 	c.starttls("a2", cliCfg)
-	c.do("a3 CAPABILITY", "* CAPABILITY "+preCaps+" AUTH=PLAIN AUTH=LOGIN", "a3 OK ...")
-	c.do("a4 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a4 "+fakeOK)
-	c.do("a5 NOOP", "a5 OK fake NOOP")
+	c.Do("a3 CAPABILITY", "* CAPABILITY "+preCaps+" AUTH=PLAIN AUTH=LOGIN", "a3 OK ...")
+	c.Do("a4 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a4 "+fakeOK)
+	c.Do("a5 NOOP", "a5 OK fake NOOP")
 	e.backend.expectReceived(t, "~"+idLine("127.0.0.2", localPort(c), e.addr, 4).String(), `L LOGIN "bob" "secret"`, "a5 NOOP")
 }
 
@@ -76,10 +76,10 @@ func TestStartTLSInjection(t *testing.T) {
 	srvCfg, _ := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("")
-	c.expect(greetingStartTLS)
-	c.write("a1 STARTTLS\r\na2 LOGIN bob secret\r\n")
-	c.expect("a1 OK Begin TLS negotiation now.")
-	c.expectClosed()
+	c.Expect(greetingStartTLS)
+	c.Write("a1 STARTTLS\r\na2 LOGIN bob secret\r\n")
+	c.Expect("a1 OK Begin TLS negotiation now.")
+	c.ExpectClosed()
 	if n := e.backend.connections(); n != 0 {
 		t.Fatalf("backend got %d connections, want 0", n)
 	}
@@ -98,8 +98,8 @@ func TestStartTLSNotOffered(t *testing.T) {
 			t.Parallel()
 			e := start(t, opt)
 			c := e.connect()
-			c.do("a1 STARTTLS", "a1 BAD TLS support isn't enabled.")
-			c.do("a2 NOOP", "a2 OK NOOP completed.")
+			c.Do("a1 STARTTLS", "a1 BAD TLS support isn't enabled.")
+			c.Do("a2 NOOP", "a2 OK NOOP completed.")
 		})
 	}
 }
@@ -115,10 +115,10 @@ func TestImplicitTLS(t *testing.T) {
 	}
 	c := e.wrap(conn)
 	// From 127.0.0.2, yet secured by TLS; no STARTTLS on a TLS connection.
-	c.expect(greetingLocal)
-	c.do("a1 STARTTLS", "a1 BAD TLS is already active.")
-	c.do("a2 LOGIN bob secret", "a2 "+fakeOK)
-	c.do("a3 NOOP", "a3 OK fake NOOP")
+	c.Expect(greetingLocal)
+	c.Do("a1 STARTTLS", "a1 BAD TLS is already active.")
+	c.Do("a2 LOGIN bob secret", "a2 "+fakeOK)
+	c.Do("a3 NOOP", "a3 OK fake NOOP")
 	e.backend.expectReceived(t, anyID, `L LOGIN "bob" "secret"`, "a3 NOOP")
 }
 
@@ -129,14 +129,14 @@ func TestImplicitTLSHandshakeFailure(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
 	c := e.dial("")
-	c.write("a1 LOGIN bob secret\r\n")
+	c.Write("a1 LOGIN bob secret\r\n")
 	// The gateway may send a TLS alert; then it closes.
-	if rest, _ := io.ReadAll(c.r); strings.Contains(string(rest), "OK") {
+	if rest, _ := io.ReadAll(c.R); strings.Contains(string(rest), "OK") {
 		t.Fatalf("cleartext client got %q", rest)
 	}
 	conn, err := tls.Dial("tcp", e.addr, cliCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.wrap(conn).expect(greetingLocal)
+	e.wrap(conn).Expect(greetingLocal)
 }

@@ -13,69 +13,69 @@ func TestAuthenticate(t *testing.T) {
 		backend []string // nil: the backend is never contacted
 	}{
 		{"PLAIN with initial response", func(c *client) {
-			c.do("AUTH PLAIN "+b64("\x00bob\x00secret"), fakeOK)
+			c.Do("AUTH PLAIN "+b64("\x00bob\x00secret"), fakeOK)
 		}, login},
 		{"PLAIN, lower case", func(c *client) {
-			c.do("auth plain "+b64("\x00bob\x00secret"), fakeOK)
+			c.Do("auth plain "+b64("\x00bob\x00secret"), fakeOK)
 		}, login},
 		{"PLAIN without initial response", func(c *client) {
-			c.do("AUTH PLAIN", "+ ")
-			c.do(b64("\x00bob\x00secret"), fakeOK)
+			c.Do("AUTH PLAIN", "+ ")
+			c.Do(b64("\x00bob\x00secret"), fakeOK)
 		}, login},
 		{"PLAIN with authzid logs in as master", func(c *client) {
-			c.do("AUTH PLAIN "+b64("bob\x00admin\x00secret"), fakeOK)
+			c.Do("AUTH PLAIN "+b64("bob\x00admin\x00secret"), fakeOK)
 		}, []string{anyXCLIENT, "AUTH PLAIN " + b64("bob\x00admin\x00secret")}},
 		{"PLAIN with authzid equal to the user", func(c *client) {
-			c.do("AUTH PLAIN "+b64("bob\x00bob\x00secret"), fakeOK)
+			c.Do("AUTH PLAIN "+b64("bob\x00bob\x00secret"), fakeOK)
 		}, login},
 		// A password USER/PASS cannot carry goes as AUTH PLAIN.
 		{"PLAIN with CRLF in the password", func(c *client) {
-			c.do("AUTH PLAIN "+b64("\x00bob\x00se\r\nQUIT"), fakeOK)
+			c.Do("AUTH PLAIN "+b64("\x00bob\x00se\r\nQUIT"), fakeOK)
 		}, []string{anyXCLIENT, "AUTH PLAIN " + b64("\x00bob\x00se\r\nQUIT")}},
 		{"PLAIN wrong password", func(c *client) {
-			c.do("AUTH PLAIN "+b64("\x00bob\x00wrong"), authFailed)
+			c.Do("AUTH PLAIN "+b64("\x00bob\x00wrong"), authFailed)
 		}, []string{anyXCLIENT, "USER bob", "PASS wrong"}},
 		{"PLAIN empty initial response", func(c *client) {
-			c.do("AUTH PLAIN =", "-ERR Invalid authentication data.")
+			c.Do("AUTH PLAIN =", "-ERR Invalid authentication data.")
 		}, nil},
 		{"PLAIN cancelled", func(c *client) {
-			c.do("AUTH PLAIN", "+ ")
-			c.do("*", "-ERR Authentication aborted by client.")
+			c.Do("AUTH PLAIN", "+ ")
+			c.Do("*", "-ERR Authentication aborted by client.")
 		}, nil},
 		{"PLAIN invalid base64 initial response", func(c *client) {
-			c.do("AUTH PLAIN AGJvYgBzZWNyZXQ", "-ERR Invalid base64 data in initial response.")
+			c.Do("AUTH PLAIN AGJvYgBzZWNyZXQ", "-ERR Invalid base64 data in initial response.")
 		}, nil},
 		{"PLAIN invalid base64 response", func(c *client) {
-			c.do("AUTH PLAIN", "+ ")
-			c.do("not base64!", "-ERR Invalid base64 data.")
+			c.Do("AUTH PLAIN", "+ ")
+			c.Do("not base64!", "-ERR Invalid base64 data.")
 		}, nil},
 		{"PLAIN empty response", func(c *client) {
-			c.do("AUTH PLAIN", "+ ")
-			c.do("", "-ERR Invalid authentication data.")
+			c.Do("AUTH PLAIN", "+ ")
+			c.Do("", "-ERR Invalid authentication data.")
 		}, nil},
 		{"PLAIN malformed message", func(c *client) {
-			c.do("AUTH PLAIN "+b64("bob secret"), "-ERR Invalid authentication data.")
+			c.Do("AUTH PLAIN "+b64("bob secret"), "-ERR Invalid authentication data.")
 		}, nil},
 		{"LOGIN", func(c *client) {
-			c.do("AUTH LOGIN", "+ VXNlcm5hbWU6")
-			c.do(b64("bob"), "+ UGFzc3dvcmQ6")
-			c.do(b64("secret"), fakeOK)
+			c.Do("AUTH LOGIN", "+ VXNlcm5hbWU6")
+			c.Do(b64("bob"), "+ UGFzc3dvcmQ6")
+			c.Do(b64("secret"), fakeOK)
 		}, login},
 		{"LOGIN with initial response", func(c *client) {
-			c.do("AUTH LOGIN "+b64("bob"), "+ UGFzc3dvcmQ6")
-			c.do(b64("secret"), fakeOK)
+			c.Do("AUTH LOGIN "+b64("bob"), "+ UGFzc3dvcmQ6")
+			c.Do(b64("secret"), fakeOK)
 		}, login},
 		{"LOGIN cancelled", func(c *client) {
-			c.do("AUTH LOGIN", "+ VXNlcm5hbWU6")
-			c.do(b64("bob"), "+ UGFzc3dvcmQ6")
-			c.do("*", "-ERR Authentication aborted by client.")
+			c.Do("AUTH LOGIN", "+ VXNlcm5hbWU6")
+			c.Do(b64("bob"), "+ UGFzc3dvcmQ6")
+			c.Do("*", "-ERR Authentication aborted by client.")
 		}, nil},
 		{"LOGIN NUL in user name", func(c *client) {
-			c.do("AUTH LOGIN", "+ VXNlcm5hbWU6")
-			c.do(b64("b\x00b"), "-ERR Invalid authentication data.")
+			c.Do("AUTH LOGIN", "+ VXNlcm5hbWU6")
+			c.Do(b64("b\x00b"), "-ERR Invalid authentication data.")
 		}, nil},
 		{"unknown mechanism", func(c *client) {
-			c.do("AUTH CRAM-MD5", "-ERR Unsupported authentication mechanism.")
+			c.Do("AUTH CRAM-MD5", "-ERR Unsupported authentication mechanism.")
 		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,7 +85,7 @@ func TestAuthenticate(t *testing.T) {
 			tc.talk(c)
 			if tc.backend == nil {
 				// The session goes on, and nothing reached a backend.
-				c.do("CAPA", capaLocal...)
+				c.Do("CAPA", capaLocal...)
 				e.backend.expectUntouched(t)
 				return
 			}
@@ -100,19 +100,19 @@ func TestAuthenticateCountsFailures(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("AUTH PLAIN "+b64("\x00bob\x00wrong"), authFailed)
+	c.Do("AUTH PLAIN "+b64("\x00bob\x00wrong"), authFailed)
 	c.login("bob", "wrong", authFailed)
-	c.do("AUTH LOGIN", "+ VXNlcm5hbWU6")
-	c.do(b64("bob"), "+ UGFzc3dvcmQ6")
-	c.do(b64("wrong"), authFailed, "-ERR Too many authentication failures.")
-	c.expectClosed()
+	c.Do("AUTH LOGIN", "+ VXNlcm5hbWU6")
+	c.Do(b64("bob"), "+ UGFzc3dvcmQ6")
+	c.Do(b64("wrong"), authFailed, "-ERR Too many authentication failures.")
+	c.ExpectClosed()
 
 	c = e.connect()
-	c.do("AUTH PLAIN", "+ ")
-	c.do("*", "-ERR Authentication aborted by client.")
-	c.do("AUTH PLAIN", "+ ")
-	c.do("*", "-ERR Authentication aborted by client.")
-	c.do("AUTH PLAIN", "+ ")
-	c.do("*", "-ERR Too many invalid commands.")
-	c.expectClosed()
+	c.Do("AUTH PLAIN", "+ ")
+	c.Do("*", "-ERR Authentication aborted by client.")
+	c.Do("AUTH PLAIN", "+ ")
+	c.Do("*", "-ERR Authentication aborted by client.")
+	c.Do("AUTH PLAIN", "+ ")
+	c.Do("*", "-ERR Too many invalid commands.")
+	c.ExpectClosed()
 }

@@ -15,12 +15,13 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 )
 
 // passdbAnswer returns a passdb that always gives res, err.
 func passdbAnswer(res auth.Result, err error) func(*setup) {
 	return func(s *setup) {
-		s.pipeline.Passdb = passdbFunc(func(context.Context, *auth.Request) (auth.Result, error) { return res, err })
+		s.pipeline.Passdb = gatewaytest.PassdbFunc(func(context.Context, *auth.Request) (auth.Result, error) { return res, err })
 	}
 }
 
@@ -63,7 +64,7 @@ func TestLoginFailures(t *testing.T) {
 		{"backend hangs up during login", backendAnswer(""), tempFail, true},
 		{"backend greets with -ERR", backendGreeting("-ERR Too busy"), tempFail, true},
 		{"backend greets with nonsense", backendGreeting("* OK IMAP here"), tempFail, true},
-		{"backend port closed", func(s *setup) { s.pipeline.Ports["pop3"] = closedPort(t) }, tempFail, false},
+		{"backend port closed", func(s *setup) { s.pipeline.Ports["pop3"] = gatewaytest.ClosedPort(t) }, tempFail, false},
 		{"passdb temporary failure", passdbAnswer(auth.Result{}, auth.Temporary("passdb fake", errors.New("db down"))), tempFail, false},
 		{"passdb unclassified error", passdbAnswer(auth.Result{}, errors.New("eh")), tempFail, false},
 		{"passdb internal failure", passdbAnswer(auth.Result{}, auth.Internal("passdb fake", errors.New("bad config"))), internalError, false},
@@ -85,7 +86,7 @@ func TestLoginFailures(t *testing.T) {
 			e := start(t, tc.opt)
 			c := e.connect()
 			c.login("bob", "secret", tc.want)
-			c.do("CAPA", capaLocal...)
+			c.Do("CAPA", capaLocal...)
 			if got := e.backend.connections() > 0; got != tc.backend {
 				t.Fatalf("backend contacted: %v, want %v", got, tc.backend)
 			}
@@ -109,7 +110,7 @@ func TestInUseRetry(t *testing.T) {
 	c := e.connect()
 	c.login("bob", "secret", "-ERR [IN-USE] Mailbox is locked by another POP3 session.")
 	c.login("bob", "secret", fakeOK)
-	c.do("STAT", "+OK fake STAT")
+	c.Do("STAT", "+OK fake STAT")
 }
 
 // TestStaticPassword: the right password passes the passdb and reaches
@@ -126,7 +127,7 @@ func TestStaticPassword(t *testing.T) {
 // TestProxyLoop: a target that is the gateway itself is refused.
 func TestProxyLoop(t *testing.T) {
 	t.Parallel()
-	port := closedPort(t)
+	port := gatewaytest.ClosedPort(t)
 	e := start(t, func(s *setup) {
 		s.listener.Address = "127.0.0.1:" + strconv.Itoa(port)
 		s.pipeline.Self = []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))}
@@ -134,7 +135,7 @@ func TestProxyLoop(t *testing.T) {
 	})
 	c := e.connect()
 	c.login("bob", "secret", internalError)
-	c.do("CAPA", capaLocal...)
+	c.Do("CAPA", capaLocal...)
 }
 
 func TestTooManyAuthFailures(t *testing.T) {
@@ -142,35 +143,35 @@ func TestTooManyAuthFailures(t *testing.T) {
 	e := start(t)
 	c := e.connect()
 	c.login("bob", "wrong", authFailed)
-	c.do("CAPA", capaLocal...)
+	c.Do("CAPA", capaLocal...)
 	c.login("bob", "wrong", authFailed)
-	c.do("USER bob", "+OK")
-	c.do("PASS wrong", authFailed, "-ERR Too many authentication failures.")
-	c.expectClosed()
+	c.Do("USER bob", "+OK")
+	c.Do("PASS wrong", authFailed, "-ERR Too many authentication failures.")
+	c.ExpectClosed()
 }
 
 // TestTemporaryFailuresCount: temporary failures count as failed logins
 // too (a client cannot retry forever), but never read as a wrong password.
 func TestTemporaryFailuresCount(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(s *setup) { s.pipeline.Ports["pop3"] = closedPort(t) })
+	e := start(t, func(s *setup) { s.pipeline.Ports["pop3"] = gatewaytest.ClosedPort(t) })
 	c := e.connect()
 	c.login("bob", "secret", tempFail)
-	c.do("AUTH PLAIN "+b64("\x00bob\x00secret"), tempFail)
+	c.Do("AUTH PLAIN "+b64("\x00bob\x00secret"), tempFail)
 	c.login("bob", "secret", tempFail)
-	c.expect("-ERR Too many authentication failures.")
-	c.expectClosed()
+	c.Expect("-ERR Too many authentication failures.")
+	c.ExpectClosed()
 }
 
 func TestTooManyBadCommands(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("NOOP", unknownCommand)
-	c.do("CAPA", capaLocal...)
-	c.do("PASS x", "-ERR No username given.")
-	c.do("STAT", "-ERR Too many invalid commands.")
-	c.expectClosed()
+	c.Do("NOOP", unknownCommand)
+	c.Do("CAPA", capaLocal...)
+	c.Do("PASS x", "-ERR No username given.")
+	c.Do("STAT", "-ERR Too many invalid commands.")
+	c.ExpectClosed()
 }
 
 func TestGarbage(t *testing.T) {
@@ -180,8 +181,8 @@ func TestGarbage(t *testing.T) {
 			t.Parallel()
 			e := start(t)
 			c := e.connect()
-			c.do(line, "-ERR Garbage received.")
-			c.expectClosed()
+			c.Do(line, "-ERR Garbage received.")
+			c.ExpectClosed()
 			e.backend.expectUntouched(t)
 		})
 	}
@@ -192,8 +193,8 @@ func TestGarbageInAuth(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("AUTH PLAIN", "+ ")
-	c.do("AG\x00Jv", "-ERR Invalid base64 data.")
+	c.Do("AUTH PLAIN", "+ ")
+	c.Do("AG\x00Jv", "-ERR Invalid base64 data.")
 	e.backend.expectUntouched(t)
 }
 
@@ -202,9 +203,9 @@ func TestLineLength(t *testing.T) {
 	e := start(t)
 	c := e.connect()
 	// 8190 bytes and CRLF fill the 8192-byte line buffer exactly.
-	c.do("USER "+strings.Repeat("x", 8190-len("USER ")), "+OK")
-	c.do("PASS "+strings.Repeat("x", 9000), "-ERR Too long command line.")
-	c.expectClosed()
+	c.Do("USER "+strings.Repeat("x", 8190-len("USER ")), "+OK")
+	c.Do("PASS "+strings.Repeat("x", 9000), "-ERR Too long command line.")
+	c.ExpectClosed()
 	e.backend.expectUntouched(t)
 }
 
@@ -214,16 +215,16 @@ func TestLoginTimeout(t *testing.T) {
 	t.Parallel()
 	for name, talk := range map[string]func(c *client){
 		"idle":         func(c *client) {},
-		"after USER":   func(c *client) { c.do("USER bob", "+OK") },
-		"partial line": func(c *client) { c.write("USE") },
-		"in an AUTH":   func(c *client) { c.do("AUTH PLAIN", "+ ") },
+		"after USER":   func(c *client) { c.Do("USER bob", "+OK") },
+		"partial line": func(c *client) { c.Write("USE") },
+		"in an AUTH":   func(c *client) { c.Do("AUTH PLAIN", "+ ") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, func(s *setup) { s.limits.LoginTimeout = 300 * time.Millisecond })
 			c := e.connect()
 			talk(c)
-			rest, err := io.ReadAll(c.r)
+			rest, err := io.ReadAll(c.R)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,7 +247,7 @@ func TestBackendTimeout(t *testing.T) {
 	})
 	c := e.connect()
 	c.login("bob", "secret", tempFail)
-	c.do("CAPA", capaLocal...)
+	c.Do("CAPA", capaLocal...)
 	e.backend.expectReceived(t, anyXCLIENT, "USER bob")
 }
 

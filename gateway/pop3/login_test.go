@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 )
 
 const anyXCLIENT = `~^XCLIENT ADDR=127\.0\.0\.1 PORT=\d+ SESSION=\S+ TTL=4$`
@@ -31,27 +32,27 @@ func TestUserPass(t *testing.T) {
 		// auth_username_format %Lu: the backend gets the name the passdb
 		// chain settled on, as Dovecot's proxy sends it.
 		{"lower case commands", func(c *client) {
-			c.do("user Bob", "+OK")
-			c.do("pass Secret", fakeOK)
+			c.Do("user Bob", "+OK")
+			c.Do("pass Secret", fakeOK)
 		}, []string{"USER bob", "PASS Secret"}},
 		// RFC 1939 7: PASS has one argument, spaces included.
 		{"spaces in the password", func(c *client) {
 			c.login("bob", " p w ", fakeOK)
 		}, []string{"USER bob", "PASS  p w "}},
 		{"empty password", func(c *client) {
-			c.do("USER bob", "+OK")
-			c.do("PASS", fakeOK)
+			c.Do("USER bob", "+OK")
+			c.Do("PASS", fakeOK)
 		}, []string{"USER bob", "PASS "}},
 		{"8-bit password", func(c *client) {
 			c.login("bob", "p\xc3\xa4sswd", fakeOK)
 		}, []string{"USER bob", "PASS p\xc3\xa4sswd"}},
 		{"the last USER counts", func(c *client) {
-			c.do("USER carol", "+OK")
+			c.Do("USER carol", "+OK")
 			c.login("bob", "secret", fakeOK)
 		}, []string{"USER bob", "PASS secret"}},
 		{"bare LF line ends", func(c *client) {
-			c.write("USER bob\nPASS secret\n")
-			c.expect("+OK", fakeOK)
+			c.Write("USER bob\nPASS secret\n")
+			c.Expect("+OK", fakeOK)
 		}, []string{"USER bob", "PASS secret"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,7 +70,7 @@ func TestPassConsumesUser(t *testing.T) {
 	e := start(t)
 	c := e.connect()
 	c.login("bob", "wrong", authFailed)
-	c.do("PASS secret", "-ERR No username given.")
+	c.Do("PASS secret", "-ERR No username given.")
 }
 
 // TestLoginRelay: the client's +OK is the backend's; then bytes flow both
@@ -79,8 +80,8 @@ func TestLoginRelay(t *testing.T) {
 	e := start(t)
 	c := e.connect()
 	c.login("bob", "secret", "+OK Logged in.")
-	c.do("STAT", "+OK fake STAT")
-	c.do("RETR 1", "+OK fake RETR")
+	c.Do("STAT", "+OK fake STAT")
+	c.Do("RETR 1", "+OK fake RETR")
 	e.backend.expectReceived(t, anyXCLIENT, "USER bob", "PASS secret", "STAT", "RETR 1")
 	reg := e.server.Registry
 	if n := reg.Count(); n != 1 {
@@ -88,11 +89,11 @@ func TestLoginRelay(t *testing.T) {
 	}
 	s := reg.List()[0]
 	if s.User != "bob" || s.Service != "pop3" || s.Backend != "127.0.0.1:"+strconv.Itoa(e.backend.port()) ||
-		s.Remote != netip.MustParseAddrPort(c.conn.LocalAddr().String()) {
+		s.Remote != netip.MustParseAddrPort(c.Conn.LocalAddr().String()) {
 		t.Fatalf("registered session %+v", s)
 	}
-	c.do("QUIT", "+OK fake QUIT")
-	c.expectClosed()
+	c.Do("QUIT", "+OK fake QUIT")
+	c.ExpectClosed()
 	waitFor(t, func() bool { return reg.Count() == 0 })
 }
 
@@ -112,9 +113,9 @@ func TestLoginPipelined(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.write("USER bob\r\nPASS secret\r\nSTAT\r\nLIST\r\nQUIT\r\n")
-	c.expect("+OK", fakeOK, "+OK fake STAT", "+OK fake LIST", "+OK fake QUIT")
-	c.expectClosed()
+	c.Write("USER bob\r\nPASS secret\r\nSTAT\r\nLIST\r\nQUIT\r\n")
+	c.Expect("+OK", fakeOK, "+OK fake STAT", "+OK fake LIST", "+OK fake QUIT")
+	c.ExpectClosed()
 	e.backend.expectReceived(t, anyXCLIENT, "USER bob", "PASS secret", "STAT", "LIST", "QUIT")
 }
 
@@ -125,8 +126,8 @@ func TestBackendLingering(t *testing.T) {
 	e := start(t, func(s *setup) { s.backend.afterLogin = "+OK early\r\n" })
 	c := e.connect()
 	c.login("bob", "secret", fakeOK)
-	c.expect("+OK early")
-	c.do("NOOP", "+OK fake NOOP")
+	c.Expect("+OK early")
+	c.Do("NOOP", "+OK fake NOOP")
 }
 
 // TestXCLIENT: the backend gets the client's address with XCLIENT before
@@ -138,7 +139,7 @@ func TestXCLIENT(t *testing.T) {
 		t.Parallel()
 		e := start(t, func(s *setup) { s.listener.AllowPlaintext = true })
 		c := e.dial("127.0.0.2")
-		c.expect(greeting)
+		c.Expect(greeting)
 		c.login("bob", "secret", fakeOK)
 		e.backend.expectReceived(t, xclientLine("127.0.0.2", localPort(c), 4), "USER bob", "PASS secret")
 	})
@@ -165,8 +166,8 @@ func TestXCLIENT(t *testing.T) {
 		t.Parallel()
 		e := start(t, func(s *setup) { s.backend.xclient = "-ERR Invalid parameters" })
 		c := e.connect()
-		c.do("USER bob", "+OK")
-		c.do("PASS secret", internalError)
+		c.Do("USER bob", "+OK")
+		c.Do("PASS secret", internalError)
 		// USER was pipelined with XCLIENT, PASS never sent.
 		e.backend.expectReceived(t, anyXCLIENT, "USER bob")
 	})
@@ -175,10 +176,10 @@ func TestXCLIENT(t *testing.T) {
 // TestXCLIENTExact: the whole XCLIENT line, with a forwarded session id.
 func TestXCLIENTExact(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(s *setup) { s.listener.Trusted = prefixes(t, "127.0.0.1/32") })
+	e := start(t, func(s *setup) { s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.1/32") })
 	c := e.dial("")
-	c.expect("+OK [XCLIENT] maildirector ready.")
-	c.do("XCLIENT ADDR=192.0.2.9 PORT=4321 SESSION=sess-42 TTL=3", "+OK Updated")
+	c.Expect("+OK [XCLIENT] maildirector ready.")
+	c.Do("XCLIENT ADDR=192.0.2.9 PORT=4321 SESSION=sess-42 TTL=3", "+OK Updated")
 	c.login("bob", "secret", fakeOK)
 	e.backend.expectReceived(t, "XCLIENT ADDR=192.0.2.9 PORT=4321 SESSION=sess-42 TTL=2", "USER bob", "PASS secret")
 }
@@ -195,9 +196,9 @@ func TestTrustedXCLIENT(t *testing.T) {
 			var seen auth.Request
 			e := start(t, func(s *setup) {
 				if trusted {
-					s.listener.Trusted = prefixes(t, "127.0.0.1/32")
+					s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.1/32")
 				}
-				s.pipeline.Passdb = passdbFunc(func(_ context.Context, r *auth.Request) (auth.Result, error) {
+				s.pipeline.Passdb = gatewaytest.PassdbFunc(func(_ context.Context, r *auth.Request) (auth.Result, error) {
 					mu.Lock()
 					seen = *r
 					mu.Unlock()
@@ -205,11 +206,11 @@ func TestTrustedXCLIENT(t *testing.T) {
 				})
 			})
 			c := e.dial("")
-			c.expect("+OK ...")
+			c.Expect("+OK ...")
 			if trusted {
-				c.do("XCLIENT ADDR=2001:db8::9 PORT=4321 SESSION=sess-42 TTL=3 FORWARD=eA==", "+OK Updated")
+				c.Do("XCLIENT ADDR=2001:db8::9 PORT=4321 SESSION=sess-42 TTL=3 FORWARD=eA==", "+OK Updated")
 			} else {
-				c.do("XCLIENT ADDR=2001:db8::9 PORT=4321 SESSION=sess-42 TTL=3", "+OK You are not from trusted IP - ignoring")
+				c.Do("XCLIENT ADDR=2001:db8::9 PORT=4321 SESSION=sess-42 TTL=3", "+OK You are not from trusted IP - ignoring")
 			}
 			c.login("bob", "secret", fakeOK)
 			mu.Lock()
@@ -239,15 +240,15 @@ func TestTrustedXCLIENT(t *testing.T) {
 // ADDR alone keeps the port; TTL never goes up.
 func TestXCLIENTParameters(t *testing.T) {
 	t.Parallel()
-	trusted := func(s *setup) { s.listener.Trusted = prefixes(t, "127.0.0.0/8") }
+	trusted := func(s *setup) { s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.0/8") }
 	for _, args := range []string{"ADDR=x", "PORT=65536", "PORT=-1", "TTL=x", "TTL=-1", "SESSION=", "SESSION=" + strings.Repeat("x", 65), "SESSION=a\x01b",
 		"ADDR=192.0.2.9  PORT=1", "ADDR=192.0.2.9 "} {
 		t.Run(args, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, trusted)
 			c := e.dial("")
-			c.expect("+OK [XCLIENT] ...")
-			c.do("XCLIENT "+args, "-ERR Invalid parameters.")
+			c.Expect("+OK [XCLIENT] ...")
+			c.Do("XCLIENT "+args, "-ERR Invalid parameters.")
 			c.login("bob", "secret", fakeOK)
 			e.backend.expectReceived(t, xclientLine("127.0.0.1", localPort(c), 4), "USER bob", "PASS secret")
 		})
@@ -256,8 +257,8 @@ func TestXCLIENTParameters(t *testing.T) {
 		t.Parallel()
 		e := start(t, trusted)
 		c := e.dial("")
-		c.expect("+OK [XCLIENT] ...")
-		c.do("xclient addr=192.0.2.9 ttl=99 x-unknown=1", "+OK Updated")
+		c.Expect("+OK [XCLIENT] ...")
+		c.Do("xclient addr=192.0.2.9 ttl=99 x-unknown=1", "+OK Updated")
 		c.login("bob", "secret", fakeOK)
 		e.backend.expectReceived(t, xclientLine("192.0.2.9", localPort(c), 4), "USER bob", "PASS secret")
 	})
@@ -265,8 +266,8 @@ func TestXCLIENTParameters(t *testing.T) {
 		t.Parallel()
 		e := start(t, trusted)
 		c := e.dial("")
-		c.expect("+OK [XCLIENT] ...")
-		c.do("XCLIENT", "+OK Updated")
+		c.Expect("+OK [XCLIENT] ...")
+		c.Do("XCLIENT", "+OK Updated")
 		c.login("bob", "secret", fakeOK)
 		e.backend.expectReceived(t, xclientLine("127.0.0.1", localPort(c), 4), "USER bob", "PASS secret")
 	})
@@ -275,10 +276,10 @@ func TestXCLIENTParameters(t *testing.T) {
 // TestProxyTTL: a trusted peer with one hop left is a proxy loop.
 func TestProxyTTL(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(s *setup) { s.listener.Trusted = prefixes(t, "127.0.0.0/8") })
+	e := start(t, func(s *setup) { s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.0/8") })
 	c := e.dial("")
-	c.expect("+OK [XCLIENT] ...")
-	c.do("XCLIENT TTL=1", "+OK Updated")
+	c.Expect("+OK [XCLIENT] ...")
+	c.Do("XCLIENT TTL=1", "+OK Updated")
 	c.login("bob", "secret", internalError)
 	e.backend.expectUntouched(t)
 }
@@ -325,8 +326,8 @@ func TestMasterLoginRefused(t *testing.T) {
 func TestPinnedHost(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(s *setup) {
-		s.pipeline.Passdb = staticDB(t, "proxy=y nopassword=y host=127.0.0.1 port="+strconv.Itoa(s.backend.port()))
-		s.pipeline.Ports["pop3"] = closedPort(t)
+		s.pipeline.Passdb = gatewaytest.StaticChain(t, "proxy=y nopassword=y host=127.0.0.1 port="+strconv.Itoa(s.backend.port()))
+		s.pipeline.Ports["pop3"] = gatewaytest.ClosedPort(t)
 	})
 	e.connect().login("bob", "secret", fakeOK)
 	e.backend.expectReceived(t, anyXCLIENT, "USER bob", "PASS secret")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 	"github.com/maildirector/maildirector/internal/testtls"
 )
 
@@ -21,16 +22,16 @@ func withTLS(mode gateway.TLSMode, cfg *tls.Config) func(*setup) {
 
 // stls runs STLS and the client's handshake.
 func (c *client) stls(cfg *tls.Config) {
-	c.t.Helper()
-	c.do("STLS", "+OK Begin TLS negotiation now.")
-	if n := c.r.Buffered(); n > 0 {
-		c.t.Fatalf("%d bytes after the STLS reply", n)
+	c.T.Helper()
+	c.Do("STLS", "+OK Begin TLS negotiation now.")
+	if n := c.R.Buffered(); n > 0 {
+		c.T.Fatalf("%d bytes after the STLS reply", n)
 	}
-	tc := tls.Client(c.conn, cfg)
+	tc := tls.Client(c.Conn, cfg)
 	if err := tc.Handshake(); err != nil {
-		c.t.Fatalf("TLS handshake: %v", err)
+		c.T.Fatalf("TLS handshake: %v", err)
 	}
-	c.conn, c.r = tc, bufio.NewReader(tc)
+	c.Conn, c.R = tc, bufio.NewReader(tc)
 }
 
 // capaWith is capaLocal with extra lines before USER.
@@ -45,15 +46,15 @@ func TestSTLS(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.connect()
-	c.do("CAPA", capaWith("STLS")...)
+	c.Do("CAPA", capaWith("STLS")...)
 	c.stls(cliCfg)
-	c.do("CAPA", capaLocal...)
-	c.do("STLS", "-ERR TLS is already active.")
+	c.Do("CAPA", capaLocal...)
+	c.Do("STLS", "-ERR TLS is already active.")
 	c.login("bob", "secret", fakeOK)
 	// TLS on the client side, plain TCP to the backend.
-	c.do("STAT", "+OK fake STAT")
-	c.do("QUIT", "+OK fake QUIT")
-	c.expectClosed()
+	c.Do("STAT", "+OK fake STAT")
+	c.Do("QUIT", "+OK fake QUIT")
+	c.ExpectClosed()
 	e.backend.expectReceived(t, anyXCLIENT, "USER bob", "PASS secret", "STAT", "QUIT")
 }
 
@@ -65,14 +66,14 @@ func TestSTLSSecures(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("127.0.0.2")
-	c.expect(greeting)
-	c.do("CAPA", "+OK", "CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE", "STLS", ".")
-	c.do("USER bob", privacyRequired)
+	c.Expect(greeting)
+	c.Do("CAPA", "+OK", "CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE", "STLS", ".")
+	c.Do("USER bob", privacyRequired)
 	c.stls(cliCfg)
-	c.do("CAPA", capaLocal...)
-	c.do("PASS secret", "-ERR No username given.")
-	c.do("AUTH PLAIN "+b64("\x00bob\x00secret"), fakeOK)
-	c.do("LIST", "+OK fake LIST")
+	c.Do("CAPA", capaLocal...)
+	c.Do("PASS secret", "-ERR No username given.")
+	c.Do("AUTH PLAIN "+b64("\x00bob\x00secret"), fakeOK)
+	c.Do("LIST", "+OK fake LIST")
 	e.backend.expectReceived(t, xclientLine("127.0.0.2", localPort(c), 4), "USER bob", "PASS secret", "LIST")
 }
 
@@ -82,9 +83,9 @@ func TestSTLSForgetsUser(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.connect()
-	c.do("USER bob", "+OK")
+	c.Do("USER bob", "+OK")
 	c.stls(cliCfg)
-	c.do("PASS secret", "-ERR No username given.")
+	c.Do("PASS secret", "-ERR No username given.")
 	e.backend.expectUntouched(t)
 }
 
@@ -95,9 +96,9 @@ func TestSTLSInjection(t *testing.T) {
 	srvCfg, _ := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.connect()
-	c.write("STLS\r\nUSER bob\r\nPASS secret\r\n")
-	c.expect("+OK Begin TLS negotiation now.")
-	c.expectClosed()
+	c.Write("STLS\r\nUSER bob\r\nPASS secret\r\n")
+	c.Expect("+OK Begin TLS negotiation now.")
+	c.ExpectClosed()
 	e.backend.expectUntouched(t)
 }
 
@@ -114,8 +115,8 @@ func TestSTLSNotOffered(t *testing.T) {
 			t.Parallel()
 			e := start(t, opt)
 			c := e.connect()
-			c.do("CAPA", capaLocal...)
-			c.do("STLS", "-ERR TLS support isn't enabled.")
+			c.Do("CAPA", capaLocal...)
+			c.Do("STLS", "-ERR TLS support isn't enabled.")
 			c.login("bob", "secret", fakeOK)
 		})
 	}
@@ -133,11 +134,11 @@ func TestImplicitTLS(t *testing.T) {
 	}
 	c := e.wrap(conn)
 	// From 127.0.0.2, yet secured by TLS; no STLS on a TLS connection.
-	c.expect(greeting)
-	c.do("CAPA", capaLocal...)
-	c.do("STLS", "-ERR TLS is already active.")
+	c.Expect(greeting)
+	c.Do("CAPA", capaLocal...)
+	c.Do("STLS", "-ERR TLS is already active.")
 	c.login("bob", "secret", fakeOK)
-	c.do("STAT", "+OK fake STAT")
+	c.Do("STAT", "+OK fake STAT")
 	e.backend.expectReceived(t, xclientLine("127.0.0.2", localPort(c), 4), "USER bob", "PASS secret", "STAT")
 }
 
@@ -148,15 +149,15 @@ func TestImplicitTLSHandshakeFailure(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
 	c := e.dial("")
-	c.write("USER bob\r\n")
-	if rest, _ := io.ReadAll(c.r); strings.Contains(string(rest), "+OK") {
+	c.Write("USER bob\r\n")
+	if rest, _ := io.ReadAll(c.R); strings.Contains(string(rest), "+OK") {
 		t.Fatalf("cleartext client got %q", rest)
 	}
 	conn, err := tls.Dial("tcp", e.addr, cliCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.wrap(conn).expect(greeting)
+	e.wrap(conn).Expect(greeting)
 }
 
 // TestBackendTLS: the passdb's starttls and ssl fields protect the
@@ -169,7 +170,7 @@ func TestBackendTLS(t *testing.T) {
 	implicit := func(s *setup) {
 		s.backend.tlsConfig, s.backend.implicitTLS = beCfg, true
 		s.pipeline.Ports["pop3s"] = s.backend.port()
-		s.pipeline.Ports["pop3"] = closedPort(t)
+		s.pipeline.Ports["pop3"] = gatewaytest.ClosedPort(t)
 	}
 	login := []string{"STLS", anyXCLIENT, "USER bob", "PASS secret", "STAT"}
 	for _, tc := range []struct {
@@ -197,9 +198,9 @@ func TestBackendTLS(t *testing.T) {
 			c := e.connect()
 			c.login("bob", "secret", tc.want)
 			if tc.want == fakeOK {
-				c.do("STAT", "+OK fake STAT")
+				c.Do("STAT", "+OK fake STAT")
 			} else {
-				c.do("CAPA", capaLocal...)
+				c.Do("CAPA", capaLocal...)
 			}
 			if tc.backend != nil {
 				e.backend.expectReceived(t, tc.backend...)

@@ -20,102 +20,102 @@ func TestAuthenticate(t *testing.T) {
 		backend []string // nil: the backend is never contacted
 	}{
 		{"PLAIN with a quoted initial response", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN" "`+ir+`"`, fakeOK)
+			c.Do(`AUTHENTICATE "PLAIN" "`+ir+`"`, fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"lower case command and mechanism", func(c *client) {
-			c.do(`authenticate "plain" "`+ir+`"`, fakeOK)
+			c.Do(`authenticate "plain" "`+ir+`"`, fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"PLAIN with a literal initial response", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN" `+lit(ir), fakeOK)
+			c.Do(`AUTHENTICATE "PLAIN" `+lit(ir), fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"PLAIN with a synchronizing literal initial response", func(c *client) {
 			// No continuation: ManageSieve has none.
-			c.do(`AUTHENTICATE "PLAIN" {16}`+"\r\n"+ir, fakeOK)
+			c.Do(`AUTHENTICATE "PLAIN" {16}`+"\r\n"+ir, fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"literal mechanism name", func(c *client) {
-			c.do(`AUTHENTICATE `+lit("PLAIN")+` "`+ir+`"`, fakeOK)
+			c.Do(`AUTHENTICATE `+lit("PLAIN")+` "`+ir+`"`, fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"PLAIN without initial response", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(`"`+ir+`"`, fakeOK)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(`"`+ir+`"`, fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"PLAIN response as a literal", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(lit(ir), fakeOK)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(lit(ir), fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"PLAIN with authzid logs in as master", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN" "`+b64("bob\x00admin\x00secret")+`"`, fakeOK)
+			c.Do(`AUTHENTICATE "PLAIN" "`+b64("bob\x00admin\x00secret")+`"`, fakeOK)
 		}, []string{anyXCLIENT, masterLogin("bob", "admin", "secret")}},
 		{"PLAIN with authzid equal to the user", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN" "`+b64("bob\x00bob\x00secret")+`"`, fakeOK)
+			c.Do(`AUTHENTICATE "PLAIN" "`+b64("bob\x00bob\x00secret")+`"`, fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"PLAIN wrong password", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00wrong")+`"`, authFailed)
+			c.Do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00wrong")+`"`, authFailed)
 		}, []string{anyXCLIENT, plainLogin("bob", "wrong")}},
 		{"password with quotes and backslashes", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00p\"w\\d")+`"`, fakeOK)
+			c.Do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00p\"w\\d")+`"`, fakeOK)
 		}, []string{anyXCLIENT, plainLogin("bob", "p\"w\\d")}},
 		{"PLAIN empty initial response", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN" ""`, `NO "Invalid authentication data."`)
+			c.Do(`AUTHENTICATE "PLAIN" ""`, `NO "Invalid authentication data."`)
 		}, nil},
 		{"PLAIN aborted", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(`"*"`, `NO "Authentication aborted by client."`)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(`"*"`, `NO "Authentication aborted by client."`)
 		}, nil},
 		{"PLAIN aborted with a literal", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(lit("*"), `NO "Authentication aborted by client."`)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(lit("*"), `NO "Authentication aborted by client."`)
 		}, nil},
 		{"bare * is not a string", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(`*`, `NO "Invalid AUTHENTICATE client response."`)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(`*`, `NO "Invalid AUTHENTICATE client response."`)
 		}, nil},
 		{"empty response line", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(``, `NO "Invalid AUTHENTICATE client response."`)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(``, `NO "Invalid AUTHENTICATE client response."`)
 		}, nil},
 		{"two strings in a response", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(`"`+ir+`" "x"`, `NO "Invalid AUTHENTICATE client response."`)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(`"`+ir+`" "x"`, `NO "Invalid AUTHENTICATE client response."`)
 		}, nil},
 		{"broken quoting in a response", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(`"`+ir, `NO "Invalid AUTHENTICATE client response."`)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(`"`+ir, `NO "Invalid AUTHENTICATE client response."`)
 		}, nil},
 		{"PLAIN invalid base64 initial response", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN" "AGJvYgBzZWNyZXQ"`, `NO "Invalid base64 data in initial response."`)
+			c.Do(`AUTHENTICATE "PLAIN" "AGJvYgBzZWNyZXQ"`, `NO "Invalid base64 data in initial response."`)
 		}, nil},
 		{"PLAIN invalid base64 response", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(`"not base64!"`, `NO "Invalid base64 data in AUTHENTICATE response."`)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(`"not base64!"`, `NO "Invalid base64 data in AUTHENTICATE response."`)
 		}, nil},
 		{"PLAIN empty response", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.do(`""`, `NO "Invalid authentication data."`)
+			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+			c.Do(`""`, `NO "Invalid authentication data."`)
 		}, nil},
 		{"PLAIN malformed message", func(c *client) {
-			c.do(`AUTHENTICATE "PLAIN" "`+b64("bob secret")+`"`, `NO "Invalid authentication data."`)
+			c.Do(`AUTHENTICATE "PLAIN" "`+b64("bob secret")+`"`, `NO "Invalid authentication data."`)
 		}, nil},
 		{"LOGIN", func(c *client) {
-			c.do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
-			c.do(`"`+b64("bob")+`"`, `"UGFzc3dvcmQ6"`)
-			c.do(lit(b64("secret")), fakeOK)
+			c.Do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
+			c.Do(`"`+b64("bob")+`"`, `"UGFzc3dvcmQ6"`)
+			c.Do(lit(b64("secret")), fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"LOGIN with initial response", func(c *client) {
-			c.do(`AUTHENTICATE "LOGIN" "`+b64("bob")+`"`, `"UGFzc3dvcmQ6"`)
-			c.do(`"`+b64("secret")+`"`, fakeOK)
+			c.Do(`AUTHENTICATE "LOGIN" "`+b64("bob")+`"`, `"UGFzc3dvcmQ6"`)
+			c.Do(`"`+b64("secret")+`"`, fakeOK)
 		}, []string{anyXCLIENT, login}},
 		{"LOGIN aborted", func(c *client) {
-			c.do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
-			c.do(`"`+b64("bob")+`"`, `"UGFzc3dvcmQ6"`)
-			c.do(`"*"`, `NO "Authentication aborted by client."`)
+			c.Do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
+			c.Do(`"`+b64("bob")+`"`, `"UGFzc3dvcmQ6"`)
+			c.Do(`"*"`, `NO "Authentication aborted by client."`)
 		}, nil},
 		{"LOGIN NUL in the user name", func(c *client) {
-			c.do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
-			c.do(`"`+b64("b\x00b")+`"`, `NO "Invalid authentication data."`)
+			c.Do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
+			c.Do(`"`+b64("b\x00b")+`"`, `NO "Invalid authentication data."`)
 		}, nil},
 		{"unknown mechanism", func(c *client) {
-			c.do(`AUTHENTICATE "CRAM-MD5"`, `NO "Unsupported authentication mechanism."`)
+			c.Do(`AUTHENTICATE "CRAM-MD5"`, `NO "Unsupported authentication mechanism."`)
 		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,7 +125,7 @@ func TestAuthenticate(t *testing.T) {
 			tc.talk(c)
 			if tc.backend == nil {
 				// The session goes on, and nothing reached a backend.
-				c.do("NOOP", noopOK)
+				c.Do("NOOP", noopOK)
 				if n := e.backend.connections(); n != 0 {
 					t.Fatalf("backend got %d connections, want 0", n)
 				}
@@ -142,20 +142,20 @@ func TestAuthenticateCountsFailures(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00wrong")+`"`, authFailed)
-	c.do("NOOP", noopOK)
-	c.do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00wrong")+`"`, authFailed)
-	c.do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
-	c.do(`"`+b64("bob")+`"`, `"UGFzc3dvcmQ6"`)
-	c.do(`"`+b64("wrong")+`"`, authFailed, tooManyFailures)
-	c.expectClosed()
+	c.Do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00wrong")+`"`, authFailed)
+	c.Do("NOOP", noopOK)
+	c.Do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00wrong")+`"`, authFailed)
+	c.Do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
+	c.Do(`"`+b64("bob")+`"`, `"UGFzc3dvcmQ6"`)
+	c.Do(`"`+b64("wrong")+`"`, authFailed, tooManyFailures)
+	c.ExpectClosed()
 
 	c = e.connect()
 	for range 2 {
-		c.do(`AUTHENTICATE "PLAIN"`, `""`)
-		c.do(`"*"`, `NO "Authentication aborted by client."`)
+		c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+		c.Do(`"*"`, `NO "Authentication aborted by client."`)
 	}
-	c.do(`AUTHENTICATE "PLAIN"`, `""`)
-	c.do(`"*"`, tooManyInvalid)
-	c.expectClosed()
+	c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+	c.Do(`"*"`, tooManyInvalid)
+	c.ExpectClosed()
 }

@@ -14,12 +14,13 @@ import (
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 )
 
 // passdbAnswer returns a passdb that always gives res, err.
 func passdbAnswer(res auth.Result, err error) func(*setup) {
 	return func(s *setup) {
-		s.pipeline.Passdb = passdbFunc(func(context.Context, *auth.Request) (auth.Result, error) { return res, err })
+		s.pipeline.Passdb = gatewaytest.PassdbFunc(func(context.Context, *auth.Request) (auth.Result, error) { return res, err })
 	}
 }
 
@@ -60,7 +61,7 @@ func TestLoginFailures(t *testing.T) {
 		{"backend greets with a broken line", backendGreeting(`"SASL" "PLAIN`, `OK "ready"`), tryLater, true},
 		{"backend greets with an atom", backendGreeting(`SASL "PLAIN"`, `OK "ready"`), tryLater, true},
 		{"backend greets forever", backendGreeting(strings.Repeat("\"X\"\r\n", 150) + `OK "ready"`), tryLater, true},
-		{"backend port closed", func(s *setup) { s.pipeline.Ports["sieve"] = closedPort(t) }, tryLater, false},
+		{"backend port closed", func(s *setup) { s.pipeline.Ports["sieve"] = gatewaytest.ClosedPort(t) }, tryLater, false},
 		{"passdb temporary failure", passdbAnswer(auth.Result{}, auth.Temporary("passdb fake", errors.New("db down"))), tryLater, false},
 		{"passdb unclassified error", passdbAnswer(auth.Result{}, errors.New("eh")), tryLater, false},
 		{"passdb internal failure", passdbAnswer(auth.Result{}, auth.Internal("passdb fake", errors.New("bad config"))), internalError, false},
@@ -79,8 +80,8 @@ func TestLoginFailures(t *testing.T) {
 			t.Parallel()
 			e := start(t, tc.opt)
 			c := e.connect()
-			c.do(authPlain("bob", "secret"), tc.want)
-			c.do("NOOP", noopOK)
+			c.Do(authPlain("bob", "secret"), tc.want)
+			c.Do("NOOP", noopOK)
 			if got := e.backend.connections() > 0; got != tc.backend {
 				t.Fatalf("backend contacted: %v, want %v", got, tc.backend)
 			}
@@ -91,50 +92,50 @@ func TestLoginFailures(t *testing.T) {
 // TestProxyLoop: a target that is the gateway itself is refused.
 func TestProxyLoop(t *testing.T) {
 	t.Parallel()
-	port := closedPort(t)
+	port := gatewaytest.ClosedPort(t)
 	e := start(t, func(s *setup) {
 		s.listener.Address = "127.0.0.1:" + strconv.Itoa(port)
 		s.pipeline.Self = []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))}
 		s.pipeline.Ports["sieve"] = port
 	})
 	c := e.connect()
-	c.do(authPlain("bob", "secret"), internalError)
-	c.do("NOOP", noopOK)
+	c.Do(authPlain("bob", "secret"), internalError)
+	c.Do("NOOP", noopOK)
 }
 
 func TestTooManyAuthFailures(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do(authPlain("bob", "wrong"), authFailed)
-	c.do("NOOP", noopOK)
-	c.do(authPlain("bob", "wrong"), authFailed)
-	c.do(authPlain("bob", "wrong"), authFailed, tooManyFailures)
-	c.expectClosed()
+	c.Do(authPlain("bob", "wrong"), authFailed)
+	c.Do("NOOP", noopOK)
+	c.Do(authPlain("bob", "wrong"), authFailed)
+	c.Do(authPlain("bob", "wrong"), authFailed, tooManyFailures)
+	c.ExpectClosed()
 }
 
 // TestTemporaryFailuresCount: temporary failures count as failed logins
 // too (a client cannot retry forever), but never read as a wrong password.
 func TestTemporaryFailuresCount(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(s *setup) { s.pipeline.Ports["sieve"] = closedPort(t) })
+	e := start(t, func(s *setup) { s.pipeline.Ports["sieve"] = gatewaytest.ClosedPort(t) })
 	c := e.connect()
 	for range 2 {
-		c.do(authPlain("bob", "secret"), tryLater)
+		c.Do(authPlain("bob", "secret"), tryLater)
 	}
-	c.do(authPlain("bob", "secret"), tryLater, tooManyFailures)
-	c.expectClosed()
+	c.Do(authPlain("bob", "secret"), tryLater, tooManyFailures)
+	c.ExpectClosed()
 }
 
 func TestTooManyBadCommands(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("FOO", invalidCommand)
-	c.do("NOOP", noopOK)
-	c.do("AUTHENTICATE", `NO "Error in MANAGESIEVE command AUTHENTICATE: Invalid arguments."`)
-	c.do("HAVESPACE", tooManyInvalid)
-	c.expectClosed()
+	c.Do("FOO", invalidCommand)
+	c.Do("NOOP", noopOK)
+	c.Do("AUTHENTICATE", `NO "Error in MANAGESIEVE command AUTHENTICATE: Invalid arguments."`)
+	c.Do("HAVESPACE", tooManyInvalid)
+	c.ExpectClosed()
 }
 
 func TestGarbage(t *testing.T) {
@@ -147,17 +148,17 @@ func TestGarbage(t *testing.T) {
 			t.Parallel()
 			e := start(t)
 			c := e.connect()
-			c.do(line, `BYE "Garbage received."`)
-			c.expectClosed()
+			c.Do(line, `BYE "Garbage received."`)
+			c.ExpectClosed()
 		})
 	}
 	t.Run("in an AUTHENTICATE response", func(t *testing.T) {
 		t.Parallel()
 		e := start(t)
 		c := e.connect()
-		c.do(`AUTHENTICATE "PLAIN"`, `""`)
-		c.do("\"a\x00\"", `BYE "Garbage received."`)
-		c.expectClosed()
+		c.Do(`AUTHENTICATE "PLAIN"`, `""`)
+		c.Do("\"a\x00\"", `BYE "Garbage received."`)
+		c.ExpectClosed()
 	})
 }
 
@@ -166,9 +167,9 @@ func TestLineLength(t *testing.T) {
 	e := start(t)
 	c := e.connect()
 	// 8190 bytes and CRLF fill the 8192-byte line buffer exactly.
-	c.do(`NOOP "`+strings.Repeat("x", 8190-len(`NOOP ""`))+`"`, `OK (TAG {8183}`, strings.Repeat("x", 8183)+`) "Done"`)
-	c.do("NOOP "+strings.Repeat("x", 9000), `BYE "Too long command line."`)
-	c.expectClosed()
+	c.Do(`NOOP "`+strings.Repeat("x", 8190-len(`NOOP ""`))+`"`, `OK (TAG {8183}`, strings.Repeat("x", 8183)+`) "Done"`)
+	c.Do("NOOP "+strings.Repeat("x", 9000), `BYE "Too long command line."`)
+	c.ExpectClosed()
 }
 
 func TestLiteralLimits(t *testing.T) {
@@ -177,16 +178,16 @@ func TestLiteralLimits(t *testing.T) {
 	c := e.connect()
 	// At the limit a literal is accepted.
 	tag := strings.Repeat("t", 8192)
-	c.do("NOOP {8192+}\r\n"+tag, "OK (TAG {8192}", tag+`) "Done"`)
-	c.do(`AUTHENTICATE "PLAIN" `+lit(b64("\x00bob\x00"+strings.Repeat("p", 1024))), fakeOK)
+	c.Do("NOOP {8192+}\r\n"+tag, "OK (TAG {8192}", tag+`) "Done"`)
+	c.Do(`AUTHENTICATE "PLAIN" `+lit(b64("\x00bob\x00"+strings.Repeat("p", 1024))), fakeOK)
 	e.backend.expectReceived(t, anyXCLIENT, plainLogin("bob", strings.Repeat("p", 1024)))
 
 	// Over it, its bytes are on the way and cannot be skipped: BYE, for
 	// both forms.
 	for _, l := range []string{"{8193+}", "{8193}"} {
 		c = e.connect()
-		c.do(`AUTHENTICATE "PLAIN" `+l, `BYE "Literal too large."`)
-		c.expectClosed()
+		c.Do(`AUTHENTICATE "PLAIN" `+l, `BYE "Literal too large."`)
+		c.ExpectClosed()
 	}
 }
 
@@ -202,9 +203,9 @@ func TestCommandSizeIsBounded(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		b.WriteString(" {8000+}\r\n" + chunk)
 	}
-	c.write(b.String())
-	c.expect(`BYE "Literal too large."`)
-	c.expectClosed()
+	c.Write(b.String())
+	c.Expect(`BYE "Literal too large."`)
+	c.ExpectClosed()
 }
 
 // TestLoginTimeout: a client that does not log in in time is disconnected,
@@ -213,17 +214,17 @@ func TestLoginTimeout(t *testing.T) {
 	t.Parallel()
 	for name, talk := range map[string]func(c *client){
 		"idle":               func(c *client) {},
-		"after a command":    func(c *client) { c.do("NOOP", noopOK) },
-		"partial line":       func(c *client) { c.write("NOO") },
-		"in a literal":       func(c *client) { c.write(`AUTHENTICATE "PLAIN" {20+}` + "\r\nAGJ") },
-		"in an AUTHENTICATE": func(c *client) { c.do(`AUTHENTICATE "PLAIN"`, `""`) },
+		"after a command":    func(c *client) { c.Do("NOOP", noopOK) },
+		"partial line":       func(c *client) { c.Write("NOO") },
+		"in a literal":       func(c *client) { c.Write(`AUTHENTICATE "PLAIN" {20+}` + "\r\nAGJ") },
+		"in an AUTHENTICATE": func(c *client) { c.Do(`AUTHENTICATE "PLAIN"`, `""`) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, func(s *setup) { s.limits.LoginTimeout = 300 * time.Millisecond })
 			c := e.connect()
 			talk(c)
-			rest, err := io.ReadAll(c.r)
+			rest, err := io.ReadAll(c.R)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -252,7 +253,7 @@ func TestBackendRefusalIsPenalized(t *testing.T) {
 			t.Parallel()
 			e := start(t, tc.opt, func(s *setup) { s.pipeline.Penalty = &gateway.Penalty{Max: 15 * time.Second} })
 			c := e.connect()
-			c.do(authPlain("bob", "secret"), tc.want)
+			c.Do(authPlain("bob", "secret"), tc.want)
 			if got := e.pipeline.Penalty.Wait(netip.MustParseAddr("127.0.0.1")) > 0; got != tc.penalty {
 				t.Fatalf("penalized: %v, want %v", got, tc.penalty)
 			}

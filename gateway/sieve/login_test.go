@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 )
 
 // authPlain is the client's AUTHENTICATE "PLAIN" for user and pass.
@@ -45,7 +46,7 @@ func TestBackendLines(t *testing.T) {
 			t.Parallel()
 			e := start(t, withArgs(tc.args))
 			c := e.connect()
-			c.do(tc.login, fakeOK)
+			c.Do(tc.login, fakeOK)
 			want := append([]string{xclientLine("127.0.0.1", localPort(c), 4)}, tc.backend...)
 			e.backend.expectReceived(t, want...)
 		})
@@ -60,26 +61,26 @@ func TestXCLIENTConditions(t *testing.T) {
 	t.Run("proxy_not_trusted", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, withArgs("proxy=y nopassword=y proxy_not_trusted"))
-		e.connect().do(authPlain("bob", "secret"), fakeOK)
+		e.connect().Do(authPlain("bob", "secret"), fakeOK)
 		e.backend.expectReceived(t, plainLogin("bob", "secret"))
 	})
 	t.Run("backend without XCLIENT", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, func(s *setup) { s.backend.caps = []string{`"SASL" "PLAIN"`, `"VERSION" "1.0"`} })
-		e.connect().do(authPlain("bob", "secret"), fakeOK)
+		e.connect().Do(authPlain("bob", "secret"), fakeOK)
 		e.backend.expectReceived(t, plainLogin("bob", "secret"))
 	})
 	t.Run("XCLIENT refused", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, func(s *setup) { s.backend.xclient = `NO "You are not from trusted IP"` })
 		c := e.connect()
-		c.do(authPlain("bob", "secret"), internalError)
-		c.do("NOOP", noopOK)
+		c.Do(authPlain("bob", "secret"), internalError)
+		c.Do("NOOP", noopOK)
 	})
 	t.Run("XCLIENT answered with BYE", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, func(s *setup) { s.backend.xclient = `BYE "Shutting down"` })
-		e.connect().do(authPlain("bob", "secret"), tryLater)
+		e.connect().Do(authPlain("bob", "secret"), tryLater)
 	})
 }
 
@@ -91,9 +92,9 @@ func TestLoginRelay(t *testing.T) {
 		s.backend.answer = func(string, string, string) string { return `OK (SASL "c2VydmVy") "Logged in, fake."` }
 	})
 	c := e.connect()
-	c.do(authPlain("bob", "secret"), `OK (SASL "c2VydmVy") "Logged in, fake."`)
-	c.do("LISTSCRIPTS", `OK "fake LISTSCRIPTS"`)
-	c.do(`PUTSCRIPT "s" {6+}`+"\r\nkeep;\n", `OK "fake PUTSCRIPT"`)
+	c.Do(authPlain("bob", "secret"), `OK (SASL "c2VydmVy") "Logged in, fake."`)
+	c.Do("LISTSCRIPTS", `OK "fake LISTSCRIPTS"`)
+	c.Do(`PUTSCRIPT "s" {6+}`+"\r\nkeep;\n", `OK "fake PUTSCRIPT"`)
 	e.backend.expectReceived(t, anyXCLIENT, plainLogin("bob", "secret"), "LISTSCRIPTS", "PUTSCRIPT \"s\" {6+}\r\nkeep;\n")
 	reg := e.server.Registry
 	if n := reg.Count(); n != 1 {
@@ -101,11 +102,11 @@ func TestLoginRelay(t *testing.T) {
 	}
 	s := reg.List()[0]
 	if s.User != "bob" || s.Service != "sieve" || s.Backend != "127.0.0.1:"+strconv.Itoa(e.backend.port()) ||
-		s.Remote != netip.MustParseAddrPort(c.conn.LocalAddr().String()) || len(s.ID) != 12 {
+		s.Remote != netip.MustParseAddrPort(c.Conn.LocalAddr().String()) || len(s.ID) != 12 {
 		t.Fatalf("registered session %+v", s)
 	}
-	c.do("LOGOUT", `OK "fake LOGOUT"`)
-	c.expectClosed()
+	c.Do("LOGOUT", `OK "fake LOGOUT"`)
+	c.ExpectClosed()
 	waitFor(t, func() bool { return reg.Count() == 0 })
 }
 
@@ -125,8 +126,8 @@ func TestLoginPipelined(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.write(authPlain("bob", "secret") + "\r\nLISTSCRIPTS\r\nGETSCRIPT \"a\"\r\n")
-	c.expect(fakeOK, `OK "fake LISTSCRIPTS"`, `OK "fake GETSCRIPT"`)
+	c.Write(authPlain("bob", "secret") + "\r\nLISTSCRIPTS\r\nGETSCRIPT \"a\"\r\n")
+	c.Expect(fakeOK, `OK "fake LISTSCRIPTS"`, `OK "fake GETSCRIPT"`)
 	e.backend.expectReceived(t, anyXCLIENT, plainLogin("bob", "secret"), "LISTSCRIPTS", `GETSCRIPT "a"`)
 }
 
@@ -136,8 +137,8 @@ func TestBackendLingering(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(s *setup) { s.backend.afterLogin = "\"early\"\r\nOK \"unsolicited\"\r\n" })
 	c := e.connect()
-	c.do(authPlain("bob", "secret"), fakeOK, `"early"`, `OK "unsolicited"`)
-	c.do("NOOP", `OK "fake NOOP"`)
+	c.Do(authPlain("bob", "secret"), fakeOK, `"early"`, `OK "unsolicited"`)
+	c.Do("NOOP", `OK "fake NOOP"`)
 }
 
 // TestBackendOKWithLiteral: a backend's OK whose text is a literal
@@ -148,8 +149,8 @@ func TestBackendOKWithLiteral(t *testing.T) {
 		s.backend.answer = func(string, string, string) string { return "OK {10}\r\nLogged\r\nin" }
 	})
 	c := e.connect()
-	c.do(authPlain("bob", "secret"), "OK {10}", "Logged", "in")
-	c.do("NOOP", `OK "fake NOOP"`)
+	c.Do(authPlain("bob", "secret"), "OK {10}", "Logged", "in")
+	c.Do("NOOP", `OK "fake NOOP"`)
 }
 
 // TestTrustedXCLIENT: a trusted peer may forward the real client with
@@ -160,8 +161,8 @@ func TestTrustedXCLIENT(t *testing.T) {
 	var mu sync.Mutex
 	var seen auth.Request
 	e := start(t, func(s *setup) {
-		s.listener.Trusted = prefixes(t, "127.0.0.1/32")
-		s.pipeline.Passdb = passdbFunc(func(_ context.Context, r *auth.Request) (auth.Result, error) {
+		s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.1/32")
+		s.pipeline.Passdb = gatewaytest.PassdbFunc(func(_ context.Context, r *auth.Request) (auth.Result, error) {
 			mu.Lock()
 			seen = *r
 			mu.Unlock()
@@ -169,10 +170,10 @@ func TestTrustedXCLIENT(t *testing.T) {
 		})
 	})
 	c := e.dial("")
-	c.expect(greeting("PLAIN LOGIN", false, true)...)
-	c.do("XCLIENT ADDR=192.0.2.9 PORT=4321 SESSION=sess-42 TTL=3 FORWARD=eA== DESTADDR=198.51.100.1", `OK "Updated"`)
-	c.do("XCLIENT TTL=99", `OK "Updated"`)
-	c.do(authPlain("bob", "secret"), fakeOK)
+	c.Expect(greeting("PLAIN LOGIN", false, true)...)
+	c.Do("XCLIENT ADDR=192.0.2.9 PORT=4321 SESSION=sess-42 TTL=3 FORWARD=eA== DESTADDR=198.51.100.1", `OK "Updated"`)
+	c.Do("XCLIENT TTL=99", `OK "Updated"`)
+	c.Do(authPlain("bob", "secret"), fakeOK)
 	e.backend.expectReceived(t, "XCLIENT ADDR=192.0.2.9 PORT=4321 SESSION=sess-42 TTL=2", plainLogin("bob", "secret"))
 	mu.Lock()
 	defer mu.Unlock()
@@ -189,23 +190,23 @@ func TestTrustedXCLIENT(t *testing.T) {
 
 func TestTrustedXCLIENTInvalid(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(s *setup) { s.listener.Trusted = prefixes(t, "127.0.0.1/32") })
+	e := start(t, func(s *setup) { s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.1/32") })
 	c := e.dial("")
-	c.expect(greeting("PLAIN LOGIN", false, true)...)
-	c.do("XCLIENT ADDR=nowhere", invalidCommand)
-	c.do("XCLIENT PORT=70000", invalidCommand)
-	c.do(`XCLIENT "ADDR=192.0.2.9"`, tooManyInvalid)
-	c.expectClosed()
+	c.Expect(greeting("PLAIN LOGIN", false, true)...)
+	c.Do("XCLIENT ADDR=nowhere", invalidCommand)
+	c.Do("XCLIENT PORT=70000", invalidCommand)
+	c.Do(`XCLIENT "ADDR=192.0.2.9"`, tooManyInvalid)
+	c.ExpectClosed()
 }
 
 // TestProxyTTL: a trusted peer with one hop left is a proxy loop.
 func TestProxyTTL(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(s *setup) { s.listener.Trusted = prefixes(t, "127.0.0.0/8") })
+	e := start(t, func(s *setup) { s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.0/8") })
 	c := e.dial("")
-	c.expect(greeting("PLAIN LOGIN", false, true)...)
-	c.do("XCLIENT TTL=1", `OK "Updated"`)
-	c.do(authPlain("bob", "secret"), internalError)
+	c.Expect(greeting("PLAIN LOGIN", false, true)...)
+	c.Do("XCLIENT TTL=1", `OK "Updated"`)
+	c.Do(authPlain("bob", "secret"), internalError)
 	if n := e.backend.connections(); n != 0 {
 		t.Fatalf("backend got %d connections, want 0", n)
 	}
@@ -216,10 +217,10 @@ func TestProxyTTL(t *testing.T) {
 func TestPinnedHost(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(s *setup) {
-		s.pipeline.Passdb = staticDB(t, "proxy=y nopassword=y host=127.0.0.1 port="+strconv.Itoa(s.backend.port()))
-		s.pipeline.Ports["sieve"] = closedPort(t)
+		s.pipeline.Passdb = gatewaytest.StaticChain(t, "proxy=y nopassword=y host=127.0.0.1 port="+strconv.Itoa(s.backend.port()))
+		s.pipeline.Ports["sieve"] = gatewaytest.ClosedPort(t)
 	})
-	e.connect().do(authPlain("bob", "secret"), fakeOK)
+	e.connect().Do(authPlain("bob", "secret"), fakeOK)
 	e.backend.expectReceived(t, anyXCLIENT, plainLogin("bob", "secret"))
 }
 
@@ -229,7 +230,7 @@ func TestBackendWithoutPlain(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(s *setup) { s.backend.caps = []string{`"SASL" ""`, `"VERSION" "1.0"`} })
 	c := e.connect()
-	c.do(authPlain("bob", "secret"), internalError)
-	c.do("NOOP", noopOK)
+	c.Do(authPlain("bob", "secret"), internalError)
+	c.Do("NOOP", noopOK)
 	e.backend.expectReceived(t)
 }

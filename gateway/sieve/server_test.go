@@ -3,27 +3,17 @@
 package sieve
 
 import (
-	"bufio"
-	"context"
 	"encoding/base64"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/maildirector/maildirector/auth"
-	"github.com/maildirector/maildirector/db/static"
-	"github.com/maildirector/maildirector/director"
-	"github.com/maildirector/maildirector/director/store/memory"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 	"github.com/maildirector/maildirector/mechs"
-	"github.com/maildirector/maildirector/passdb"
 )
 
 // The tests are transcripts over real loopback sockets: a gateway.Server
@@ -68,8 +58,6 @@ func greeting(sasl string, starttls, xclient bool) []string {
 	return append(capLines(sasl, starttls, xclient), readyOK)
 }
 
-var discard = slog.New(slog.DiscardHandler)
-
 // setup is what a test may change before the gateway starts.
 type setup struct {
 	listener *gateway.Listener
@@ -90,26 +78,11 @@ type env struct {
 func start(t testing.TB, opts ...func(*setup)) *env {
 	t.Helper()
 	be := newFakeBackend(t)
-	hosts, err := director.ParseHosts([]string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := director.New(director.Config{Hosts: hosts, Store: memory.New(), Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := setup{
-		backend: be,
-		pipeline: &gateway.Pipeline{
-			Passdb:          staticDB(t, "proxy=y nopassword=y"),
-			Director:        dir,
-			Ports:           map[string]int{"sieve": be.port()},
-			Timeout:         5 * time.Second,
-			ConnectAttempts: 1,
-			Log:             discard,
-		},
-		limits: gateway.Limits{LoginTimeout: 10 * time.Second, MaxLine: 8192},
-		log:    discard,
+		backend:  be,
+		pipeline: gatewaytest.NewPipeline(t, "sieve", be.port()),
+		limits:   gatewaytest.Limits(),
+		log:      gatewaytest.Discard,
 	}
 	s.server = &Server{
 		Pipeline:        s.pipeline,
@@ -123,100 +96,26 @@ func start(t testing.TB, opts ...func(*setup)) *env {
 		o(&s)
 	}
 	be.run()
-	srv := &gateway.Server{Listeners: []*gateway.Listener{s.listener}, Limits: s.limits, Log: s.log}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { srv.Serve(ctx); close(served) }()
-	t.Cleanup(func() { cancel(); srv.Close(); <-served })
-	return &env{setup: s, t: t, addr: s.listener.Addr().String()}
-}
-
-// staticDB is a passdb chain of one static passdb with args, and a master
-// passdb that lets the backend check master passwords.
-func staticDB(t testing.TB, args string) *passdb.Chain {
-	t.Helper()
-	db, err := static.New(args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CheckPassdb(); err != nil {
-		t.Fatal(err)
-	}
-	mdb, err := static.New("nopassword")
-	if err != nil {
-		t.Fatal(err)
-	}
-	master := passdb.NewEntry("masters", mdb)
-	master.Master, master.OnSuccess = true, passdb.Continue
-	return &passdb.Chain{Entries: []passdb.Entry{passdb.NewEntry("static", db)}, Masters: []passdb.Entry{master}, Log: discard}
+	return &env{setup: s, t: t, addr: gatewaytest.Serve(t, s.listener, s.limits, s.log)}
 }
 
 // withArgs replaces the passdb by a static one with args.
 func withArgs(args string) func(*setup) {
-	return func(s *setup) { s.pipeline.Passdb = staticDB(s.backend.t, args) }
+	return func(s *setup) { s.pipeline.Passdb = gatewaytest.StaticChain(s.backend.t, args) }
 }
 
-// passdbFunc is a gateway.Authenticator made of a function.
-type passdbFunc func(context.Context, *auth.Request) (auth.Result, error)
-
-func (f passdbFunc) Verify(ctx context.Context, req *auth.Request) (auth.Result, error) {
-	return f(ctx, req)
-}
-
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
-}
-
-func prefixes(t testing.TB, ss ...string) []netip.Prefix {
-	t.Helper()
-	var out []netip.Prefix
-	for _, s := range ss {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-// client is one transcript's client side.
-type client struct {
-	t    testing.TB
-	conn net.Conn
-	r    *bufio.Reader
-}
+// client is one transcript's client side, with the protocol's own
+// steps added.
+type client struct{ *gatewaytest.Client }
 
 // dial connects from the loopback address from ("" for the default) and
 // returns the client before the greeting.
 func (e *env) dial(from string) *client {
-	e.t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if from != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
-	}
-	conn, err := d.Dial("tcp", e.addr)
-	if err != nil {
-		e.t.Fatalf("dial %s from %q: %v", e.addr, from, err)
-	}
-	return e.wrap(conn)
+	return &client{gatewaytest.Dial(e.t, e.addr, from)}
 }
 
 func (e *env) wrap(conn net.Conn) *client {
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	e.t.Cleanup(func() { conn.Close() })
-	return &client{t: e.t, conn: conn, r: bufio.NewReader(conn)}
+	return &client{gatewaytest.Wrap(e.t, conn)}
 }
 
 // connect dials from the default address (secured: local) and expects
@@ -224,64 +123,8 @@ func (e *env) wrap(conn net.Conn) *client {
 func (e *env) connect() *client {
 	e.t.Helper()
 	c := e.dial("")
-	c.expect(greeting("PLAIN LOGIN", false, false)...)
+	c.Expect(greeting("PLAIN LOGIN", false, false)...)
 	return c
-}
-
-func (c *client) write(s string) {
-	c.t.Helper()
-	if _, err := io.WriteString(c.conn, s); err != nil {
-		c.t.Fatalf("write %q: %v", s, err)
-	}
-}
-
-// line reads one line without its CRLF.
-func (c *client) line() string {
-	c.t.Helper()
-	s, err := c.r.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (partial %q)", err, s)
-	}
-	if !strings.HasSuffix(s, "\r\n") {
-		c.t.Fatalf("line %q does not end in CRLF", s)
-	}
-	return strings.TrimSuffix(s, "\r\n")
-}
-
-// expect reads lines and compares them with want, in order. A want ending
-// in "..." matches a prefix.
-func (c *client) expect(want ...string) {
-	c.t.Helper()
-	for _, w := range want {
-		got := c.line()
-		if p, ok := strings.CutSuffix(w, "..."); ok {
-			if !strings.HasPrefix(got, p) {
-				c.t.Fatalf("got  %q\nwant %q", got, w)
-			}
-		} else if got != w {
-			c.t.Fatalf("got  %q\nwant %q", got, w)
-		}
-	}
-}
-
-// do sends one line and expects the replies.
-func (c *client) do(line string, want ...string) {
-	c.t.Helper()
-	c.write(line + "\r\n")
-	c.expect(want...)
-}
-
-// expectClosed asserts that the gateway closes the connection without
-// sending anything more.
-func (c *client) expectClosed() {
-	c.t.Helper()
-	rest, err := io.ReadAll(c.r)
-	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset by peer") {
-		c.t.Fatalf("waiting for close: %v (got %q)", err, rest)
-	}
-	if len(rest) > 0 {
-		c.t.Fatalf("got %q before the close, want nothing", rest)
-	}
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -305,17 +148,17 @@ func xclientLine(ip string, port, ttl int) string {
 
 const anyXCLIENT = `~^XCLIENT ADDR=127\.0\.0\.1 PORT=\d+ SESSION=[A-Za-z0-9+/]{12} TTL=4$`
 
-func localPort(c *client) int { return c.conn.LocalAddr().(*net.TCPAddr).Port }
+func localPort(c *client) int { return c.Conn.LocalAddr().(*net.TCPAddr).Port }
 
 func TestGreetingCapabilityNoopLogout(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("CAPABILITY", append(capLines("PLAIN LOGIN", false, false), capabilityOK)...)
-	c.do("capability", append(capLines("PLAIN LOGIN", false, false), capabilityOK)...)
-	c.do("noop", noopOK)
-	c.do("LOGOUT", `OK "Logout completed."`)
-	c.expectClosed()
+	c.Do("CAPABILITY", append(capLines("PLAIN LOGIN", false, false), capabilityOK)...)
+	c.Do("capability", append(capLines("PLAIN LOGIN", false, false), capabilityOK)...)
+	c.Do("noop", noopOK)
+	c.Do("LOGOUT", `OK "Logout completed."`)
+	c.ExpectClosed()
 	if n := e.backend.connections(); n != 0 {
 		t.Fatalf("backend got %d connections, want 0", n)
 	}
@@ -337,7 +180,7 @@ func TestGreetingSettings(t *testing.T) {
 	want := "\"IMPLEMENTATION\" \"Example Sieve\"\r\n\"SIEVE\" \"fileinto vacation\"\r\n\"NOTIFY\" \"mailto xmpp\"\r\n" +
 		"\"SASL\" \"PLAIN\"\r\n\"VERSION\" \"1.0\"\r\nOK \"Hello \\\"there\\\".\"\r\n"
 	buf := make([]byte, 4096)
-	n, err := c.conn.Read(buf)
+	n, err := c.Conn.Read(buf)
 	if err != nil || string(buf[:n]) != want {
 		t.Fatalf("greeting in one read: %q, %v\nwant %q", buf[:n], err, want)
 	}
@@ -352,30 +195,30 @@ func TestPlaintextPolicy(t *testing.T) {
 		t.Parallel()
 		e := start(t)
 		c := e.dial("127.0.0.2")
-		c.expect(greeting("", false, false)...)
-		c.do("CAPABILITY", append(capLines("", false, false), capabilityOK)...)
-		c.do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00secret")+`"`, encryptNeeded)
-		c.do(`AUTHENTICATE "LOGIN"`, encryptNeeded)
-		c.do(`AUTHENTICATE "PLAIN"`, encryptNeeded)
+		c.Expect(greeting("", false, false)...)
+		c.Do("CAPABILITY", append(capLines("", false, false), capabilityOK)...)
+		c.Do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00secret")+`"`, encryptNeeded)
+		c.Do(`AUTHENTICATE "LOGIN"`, encryptNeeded)
+		c.Do(`AUTHENTICATE "PLAIN"`, encryptNeeded)
 		// Refusals are not failed logins: no BYE after three.
 		ir := b64("\x00bob\x00secret")
-		c.do(`AUTHENTICATE "PLAIN" {`+strconv.Itoa(len(ir))+"+}\r\n"+ir, encryptNeeded)
-		c.do("NOOP", noopOK)
+		c.Do(`AUTHENTICATE "PLAIN" {`+strconv.Itoa(len(ir))+"+}\r\n"+ir, encryptNeeded)
+		c.Do("NOOP", noopOK)
 		if n := e.backend.connections(); n != 0 {
 			t.Fatalf("backend got %d connections, want 0", n)
 		}
 	})
 	for name, opt := range map[string]func(*setup){
 		"allow_plaintext": func(s *setup) { s.listener.AllowPlaintext = true },
-		"trusted":         func(s *setup) { s.listener.Trusted = prefixes(t, "127.0.0.2/32") },
+		"trusted":         func(s *setup) { s.listener.Trusted = gatewaytest.Prefixes(t, "127.0.0.2/32") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, opt)
 			c := e.dial("127.0.0.2")
-			c.expect(greeting("PLAIN LOGIN", false, name == "trusted")...)
-			c.do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00secret")+`"`, fakeOK)
-			c.do("LISTSCRIPTS", `OK "fake LISTSCRIPTS"`)
+			c.Expect(greeting("PLAIN LOGIN", false, name == "trusted")...)
+			c.Do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00secret")+`"`, fakeOK)
+			c.Do("LISTSCRIPTS", `OK "fake LISTSCRIPTS"`)
 		})
 	}
 }
@@ -386,13 +229,13 @@ func TestUnknownCommand(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do("LISTSCRIPTS", invalidCommand)
-	c.do("NOOP", noopOK)
-	c.do(`PUTSCRIPT "a" {5+}`+"\r\nkeep;", invalidCommand)
-	c.do("NOOP", noopOK)
+	c.Do("LISTSCRIPTS", invalidCommand)
+	c.Do("NOOP", noopOK)
+	c.Do(`PUTSCRIPT "a" {5+}`+"\r\nkeep;", invalidCommand)
+	c.Do("NOOP", noopOK)
 	// XCLIENT is for trusted peers only.
-	c.do("XCLIENT ADDR=192.0.2.1", tooManyInvalid)
-	c.expectClosed()
+	c.Do("XCLIENT ADDR=192.0.2.1", tooManyInvalid)
+	c.ExpectClosed()
 }
 
 func TestBadSyntax(t *testing.T) {
@@ -425,8 +268,8 @@ func TestBadSyntax(t *testing.T) {
 			t.Parallel()
 			e := start(t)
 			c := e.connect()
-			c.do(tc.line, tc.want)
-			c.do("NOOP", noopOK)
+			c.Do(tc.line, tc.want)
+			c.Do("NOOP", noopOK)
 		})
 	}
 }
@@ -437,17 +280,17 @@ func TestNoopTag(t *testing.T) {
 	t.Parallel()
 	e := start(t)
 	c := e.connect()
-	c.do(`NOOP "STARTTLS-RESYNC-CAPA"`, `OK (TAG "STARTTLS-RESYNC-CAPA") "Done"`)
-	c.do(`Noop "a\"b\\c"`, `OK (TAG "a\"b\\c") "Done"`)
-	c.do(`NOOP ""`, `OK (TAG "") "Done"`)
-	c.do("NOOP {3+}\r\nx y", `OK (TAG "x y") "Done"`)
-	c.do("NOOP {3}\r\nx\"y", `OK (TAG "x\"y") "Done"`)
-	c.do("NOOP {4+}\r\na\r\nb", "OK (TAG {4}", "a", `b) "Done"`)
+	c.Do(`NOOP "STARTTLS-RESYNC-CAPA"`, `OK (TAG "STARTTLS-RESYNC-CAPA") "Done"`)
+	c.Do(`Noop "a\"b\\c"`, `OK (TAG "a\"b\\c") "Done"`)
+	c.Do(`NOOP ""`, `OK (TAG "") "Done"`)
+	c.Do("NOOP {3+}\r\nx y", `OK (TAG "x y") "Done"`)
+	c.Do("NOOP {3}\r\nx\"y", `OK (TAG "x\"y") "Done"`)
+	c.Do("NOOP {4+}\r\na\r\nb", "OK (TAG {4}", "a", `b) "Done"`)
 	long := strings.Repeat("t", 1025)
-	c.do("NOOP {1025+}\r\n"+long, "OK (TAG {1025}", long+`) "Done"`)
-	c.do(`NOOP "ok" `+"\t", `NO "Missing or invalid argument."`)
-	c.do("NOOP tag", `NO "Invalid echo tag."`)
-	c.do("NOOP tag", `NO "Invalid echo tag."`)
-	c.do("NOOP tag", `NO "Invalid echo tag."`)
-	c.do("NOOP", noopOK)
+	c.Do("NOOP {1025+}\r\n"+long, "OK (TAG {1025}", long+`) "Done"`)
+	c.Do(`NOOP "ok" `+"\t", `NO "Missing or invalid argument."`)
+	c.Do("NOOP tag", `NO "Invalid echo tag."`)
+	c.Do("NOOP tag", `NO "Invalid echo tag."`)
+	c.Do("NOOP tag", `NO "Invalid echo tag."`)
+	c.Do("NOOP", noopOK)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/internal/gatewaytest"
 	"github.com/maildirector/maildirector/internal/testtls"
 )
 
@@ -22,16 +23,16 @@ func withTLS(mode gateway.TLSMode, cfg *tls.Config) func(*setup) {
 // starttls runs STARTTLS and the client's handshake; the capabilities
 // that follow are the caller's to expect.
 func (c *client) starttls(cfg *tls.Config) {
-	c.t.Helper()
-	c.do("STARTTLS", `OK "Begin TLS negotiation now."`)
-	if n := c.r.Buffered(); n > 0 {
-		c.t.Fatalf("%d bytes after the STARTTLS reply", n)
+	c.T.Helper()
+	c.Do("STARTTLS", `OK "Begin TLS negotiation now."`)
+	if n := c.R.Buffered(); n > 0 {
+		c.T.Fatalf("%d bytes after the STARTTLS reply", n)
 	}
-	tc := tls.Client(c.conn, cfg)
+	tc := tls.Client(c.Conn, cfg)
 	if err := tc.Handshake(); err != nil {
-		c.t.Fatalf("TLS handshake: %v", err)
+		c.T.Fatalf("TLS handshake: %v", err)
 	}
-	c.conn, c.r = tc, bufio.NewReader(tc)
+	c.Conn, c.R = tc, bufio.NewReader(tc)
 }
 
 const tlsOK = `OK "TLS negotiation successful."`
@@ -44,17 +45,17 @@ func TestStartTLS(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("")
-	c.expect(greeting("PLAIN LOGIN", true, false)...)
-	c.do("CAPABILITY", append(capLines("PLAIN LOGIN", true, false), capabilityOK)...)
+	c.Expect(greeting("PLAIN LOGIN", true, false)...)
+	c.Do("CAPABILITY", append(capLines("PLAIN LOGIN", true, false), capabilityOK)...)
 	c.starttls(cliCfg)
-	c.expect(append(capLines("PLAIN LOGIN", false, false), tlsOK)...)
-	c.do(`NOOP "STARTTLS-RESYNC-CAPA"`, `OK (TAG "STARTTLS-RESYNC-CAPA") "Done"`)
-	c.do("STARTTLS", `NO "TLS is already active."`)
-	c.do(authPlain("bob", "secret"), fakeOK)
+	c.Expect(append(capLines("PLAIN LOGIN", false, false), tlsOK)...)
+	c.Do(`NOOP "STARTTLS-RESYNC-CAPA"`, `OK (TAG "STARTTLS-RESYNC-CAPA") "Done"`)
+	c.Do("STARTTLS", `NO "TLS is already active."`)
+	c.Do(authPlain("bob", "secret"), fakeOK)
 	// TLS on the client side, plain TCP to the backend.
-	c.do("LISTSCRIPTS", `OK "fake LISTSCRIPTS"`)
-	c.do("LOGOUT", `OK "fake LOGOUT"`)
-	c.expectClosed()
+	c.Do("LISTSCRIPTS", `OK "fake LISTSCRIPTS"`)
+	c.Do("LOGOUT", `OK "fake LOGOUT"`)
+	c.ExpectClosed()
 	e.backend.expectReceived(t, anyXCLIENT, plainLogin("bob", "secret"), "LISTSCRIPTS", "LOGOUT")
 }
 
@@ -65,12 +66,12 @@ func TestStartTLSSecures(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("127.0.0.2")
-	c.expect(greeting("", true, false)...)
-	c.do(authPlain("bob", "secret"), encryptNeeded)
+	c.Expect(greeting("", true, false)...)
+	c.Do(authPlain("bob", "secret"), encryptNeeded)
 	c.starttls(cliCfg)
-	c.expect(append(capLines("PLAIN LOGIN", false, false), tlsOK)...)
-	c.do(authPlain("bob", "secret"), fakeOK)
-	c.do("NOOP", `OK "fake NOOP"`)
+	c.Expect(append(capLines("PLAIN LOGIN", false, false), tlsOK)...)
+	c.Do(authPlain("bob", "secret"), fakeOK)
+	c.Do("NOOP", `OK "fake NOOP"`)
 	e.backend.expectReceived(t, xclientLine("127.0.0.2", localPort(c), 4), plainLogin("bob", "secret"), "NOOP")
 }
 
@@ -81,10 +82,10 @@ func TestStartTLSInjection(t *testing.T) {
 	srvCfg, _ := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("")
-	c.expect(greeting("PLAIN LOGIN", true, false)...)
-	c.write("STARTTLS\r\n" + authPlain("bob", "secret") + "\r\n")
-	c.expect(`OK "Begin TLS negotiation now."`)
-	c.expectClosed()
+	c.Expect(greeting("PLAIN LOGIN", true, false)...)
+	c.Write("STARTTLS\r\n" + authPlain("bob", "secret") + "\r\n")
+	c.Expect(`OK "Begin TLS negotiation now."`)
+	c.ExpectClosed()
 	if n := e.backend.connections(); n != 0 {
 		t.Fatalf("backend got %d connections, want 0", n)
 	}
@@ -103,8 +104,8 @@ func TestStartTLSNotOffered(t *testing.T) {
 			t.Parallel()
 			e := start(t, opt)
 			c := e.connect()
-			c.do("STARTTLS", `NO "TLS support isn't enabled."`)
-			c.do("NOOP", noopOK)
+			c.Do("STARTTLS", `NO "TLS support isn't enabled."`)
+			c.Do("NOOP", noopOK)
 		})
 	}
 }
@@ -120,10 +121,10 @@ func TestImplicitTLS(t *testing.T) {
 	}
 	c := e.wrap(conn)
 	// From 127.0.0.2, yet secured by TLS; no STARTTLS on a TLS connection.
-	c.expect(greeting("PLAIN LOGIN", false, false)...)
-	c.do("STARTTLS", `NO "TLS is already active."`)
-	c.do(authPlain("bob", "secret"), fakeOK)
-	c.do("NOOP", `OK "fake NOOP"`)
+	c.Expect(greeting("PLAIN LOGIN", false, false)...)
+	c.Do("STARTTLS", `NO "TLS is already active."`)
+	c.Do(authPlain("bob", "secret"), fakeOK)
+	c.Do("NOOP", `OK "fake NOOP"`)
 	e.backend.expectReceived(t, xclientLine("127.0.0.2", localPort(c), 4), plainLogin("bob", "secret"), "NOOP")
 }
 
@@ -134,15 +135,15 @@ func TestImplicitTLSHandshakeFailure(t *testing.T) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	e := start(t, withTLS(gateway.TLSImplicit, srvCfg))
 	c := e.dial("")
-	c.write(authPlain("bob", "secret") + "\r\n")
-	if rest, _ := io.ReadAll(c.r); strings.Contains(string(rest), "OK") {
+	c.Write(authPlain("bob", "secret") + "\r\n")
+	if rest, _ := io.ReadAll(c.R); strings.Contains(string(rest), "OK") {
 		t.Fatalf("cleartext client got %q", rest)
 	}
 	conn, err := tls.Dial("tcp", e.addr, cliCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.wrap(conn).expect(greeting("PLAIN LOGIN", false, false)...)
+	e.wrap(conn).Expect(greeting("PLAIN LOGIN", false, false)...)
 }
 
 // withBackendTLS makes the fake backend offer STARTTLS with its own
@@ -152,7 +153,7 @@ func withBackendTLS(t testing.TB, value string, trust bool) func(*setup) {
 	srvCfg, cliCfg := testtls.Configs(t)
 	return func(s *setup) {
 		s.backend.tlsConfig = srvCfg
-		s.pipeline.Passdb = staticDB(t, "proxy=y nopassword=y starttls="+value)
+		s.pipeline.Passdb = gatewaytest.StaticChain(t, "proxy=y nopassword=y starttls="+value)
 		if trust {
 			s.pipeline.TLSConfig = cliCfg
 		}
@@ -171,8 +172,8 @@ func TestBackendStartTLS(t *testing.T) {
 			t.Parallel()
 			e := start(t, opt)
 			c := e.connect()
-			c.do(authPlain("bob", "secret"), fakeOK)
-			c.do("LISTSCRIPTS", `OK "fake LISTSCRIPTS"`)
+			c.Do(authPlain("bob", "secret"), fakeOK)
+			c.Do("LISTSCRIPTS", `OK "fake LISTSCRIPTS"`)
 			e.backend.expectReceived(t, "STARTTLS", anyXCLIENT, plainLogin("bob", "secret"), "LISTSCRIPTS")
 		})
 	}
@@ -189,7 +190,7 @@ func TestBackendStartTLSFailures(t *testing.T) {
 	}{
 		{"certificate not trusted", withBackendTLS(t, "yes", false), internalError},
 		{"STARTTLS not offered", func(s *setup) {
-			s.pipeline.Passdb = staticDB(t, "proxy=y nopassword=y starttls=yes")
+			s.pipeline.Passdb = gatewaytest.StaticChain(t, "proxy=y nopassword=y starttls=yes")
 		}, internalError},
 		{"handshake fails", func(s *setup) {
 			withBackendTLS(t, "yes", true)(s)
@@ -200,8 +201,8 @@ func TestBackendStartTLSFailures(t *testing.T) {
 			t.Parallel()
 			e := start(t, tc.opt)
 			c := e.connect()
-			c.do(authPlain("bob", "secret"), tc.want)
-			c.do("NOOP", noopOK)
+			c.Do(authPlain("bob", "secret"), tc.want)
+			c.Do("NOOP", noopOK)
 			for _, cmd := range e.backend.received() {
 				if strings.HasPrefix(cmd, "AUTHENTICATE") {
 					t.Fatalf("the login went to the backend: %q", e.backend.received())
