@@ -109,14 +109,18 @@ func checkPassword(ctx context.Context, lim *HashLimit, e *Entry, req *auth.Requ
 		// password is never right.
 		return false, nil
 	}
-	if password.Costly(stored, e.defaultScheme()) {
+	h, err := password.Parse(stored, password.Params{User: req.User, DefaultScheme: e.defaultScheme()})
+	if err != nil {
+		return false, auth.Internal("passdb "+e.Name+": stored password", err)
+	}
+	if h.Costly() {
 		release, err := lim.acquire(ctx)
 		if err != nil {
 			return false, err
 		}
 		defer release()
 	}
-	ok, err := password.Verify(stored, req.Password, password.Params{User: req.User, DefaultScheme: e.defaultScheme()})
+	ok, err := h.Verify(req.Password)
 	if err != nil {
 		return false, auth.Internal("passdb "+e.Name+": stored password", err)
 	}

@@ -30,14 +30,43 @@ type Params struct {
 // limit, unsupported crypt(3) method); callers must treat it as an internal
 // failure, never as a wrong password.
 func Verify(stored, plain string, p Params) (bool, error) {
-	s, raw, err := resolve(stored, p)
+	h, err := Parse(stored, p)
 	if err != nil {
 		return false, err
 	}
+	return h.Verify(plain)
+}
+
+// Stored is a stored password parsed once: its scheme and decoded value,
+// so that a caller can ask how costly a check is before it makes one.
+type Stored struct {
+	s   scheme
+	raw []byte
+	p   Params
+}
+
+// Parse reads stored ("{SCHEME}data", or bare data in p.DefaultScheme).
+// Its errors are Verify's.
+func Parse(stored string, p Params) (Stored, error) {
+	s, raw, err := resolve(stored, p)
+	if err != nil {
+		return Stored{}, err
+	}
+	return Stored{s: s, raw: raw, p: p}, nil
+}
+
+// Costly reports whether checking a password against h takes real work:
+// key stretching (the *-CRYPT schemes but DES and MD5, PBKDF2, SCRAM,
+// OTP) or memory (ARGON2). Callers bound how many such checks run at once;
+// a fast salted digest need not queue behind them.
+func (h Stored) Costly() bool { return h.s.costly }
+
+// Verify reports whether plain matches, as the package's Verify does.
+func (h Stored) Verify(plain string) (bool, error) {
 	if len(plain) > MaxPlainLen {
 		return false, nil
 	}
-	return s.check(raw, plain, p)
+	return h.s.check(h.raw, plain, h.p)
 }
 
 // Generate returns "{SCHEME}..." for plain, with a fresh salt from
@@ -109,15 +138,4 @@ func splitPrefix(stored, defaultScheme string) (name, data string) {
 		defaultScheme = "PLAIN"
 	}
 	return defaultScheme, stored
-}
-
-// Costly reports whether checking a password against stored takes real
-// work: key stretching (the *-CRYPT schemes but DES and MD5, PBKDF2,
-// SCRAM, OTP) or memory (ARGON2). Callers bound how many such checks run
-// at once; a fast salted digest need not queue behind them. A stored value
-// whose scheme is unknown counts as costly.
-func Costly(stored, defaultScheme string) bool {
-	name, _ := splitPrefix(stored, defaultScheme)
-	s, _, _, err := lookup(name)
-	return err != nil || s.costly
 }

@@ -283,18 +283,41 @@ func TestGenerateDefaults(t *testing.T) {
 
 func TestCostly(t *testing.T) {
 	for stored, want := range map[string]bool{
-		"{PLAIN}x": false, "{SSHA}abcd": false, "{SHA512}abcd": false, "{PLAIN-MD5}00": false,
+		"{PLAIN}x": false, "{SSHA}c2FsdHNhbHRzYWx0c2FsdHNhbHQ=": false, "{PLAIN-MD5}0123456789abcdef0123456789abcdef": false,
 		"$1$salt$hash": false, "{DES-CRYPT}abcdefghijklm": false,
 		"{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$x$y": true, "{BLF-CRYPT}$2y$05$x": true,
 		"{SHA512-CRYPT}$6$x$y": true, "{PBKDF2}$1$x$5000$y": true, "{SCRAM-SHA-256}4096,x,y,z": true,
-		"{NO-SUCH-SCHEME}x":        true,
 		"$6$rounds=5000$salt$hash": true, // no prefix: the default scheme below
 	} {
-		if got := Costly(stored, "SHA512-CRYPT"); got != want {
+		h, err := Parse(stored, Params{DefaultScheme: "SHA512-CRYPT"})
+		if err != nil {
+			t.Errorf("Parse(%q): %v", stored, err)
+			continue
+		}
+		if got := h.Costly(); got != want {
 			t.Errorf("Costly(%q) = %v, want %v", stored, got, want)
 		}
 	}
-	if Costly("plainpassword", "PLAIN") {
-		t.Error("a PLAIN default scheme is not costly")
+	if _, err := Parse("{NO-SUCH-SCHEME}x", Params{}); err == nil {
+		t.Error("an unknown scheme parses")
 	}
+	h, err := Parse("{SSHA256}"+mustGenerate(t, "SSHA256", "pw")[len("{SSHA256}"):], Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.Verify("pw"); !ok || err != nil {
+		t.Errorf("parsed SSHA256 refuses its password: %v", err)
+	}
+	if ok, _ := h.Verify("other"); ok {
+		t.Error("parsed SSHA256 accepts another password")
+	}
+}
+
+func mustGenerate(t *testing.T, scheme, plain string) string {
+	t.Helper()
+	s, err := Generate(scheme, plain, Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
