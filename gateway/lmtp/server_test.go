@@ -66,7 +66,7 @@ type fakeLMTP struct {
 func newFakeLMTP(t *testing.T, ip string) *fakeLMTP {
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
-		t.Skipf("cannot listen on %s: %v", ip, err)
+		t.Fatalf("cannot listen on %s: %v", ip, err)
 	}
 	f := &fakeLMTP{ln: ln}
 	t.Cleanup(func() { ln.Close() })
