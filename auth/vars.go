@@ -25,7 +25,8 @@ var shortVars = map[byte]string{
 }
 
 // Expand replaces Dovecot %variables in tmpl: %u, %{user}, %{name:default}
-// handled by look, with the modifiers L (lower case) and U (upper case) and
+// handled by look, with the modifiers L (lower case) and U (upper case),
+// which, as in Dovecot, change ASCII letters only (LowerASCII), and
 // Dovecot's offset/width ("%1.2u", "%-3n" counts from the end). escape, when
 // not nil, is applied to every substituted value (LDAP filter escaping,
 // for example) but never to the template's own text. "%%" is a literal %.
@@ -129,9 +130,9 @@ func expandOne(tmpl string, i int, look Lookup) (string, int, error) {
 	v = substr(v, offset, width, haveWidth)
 	switch {
 	case lower:
-		v = strings.ToLower(v)
+		v = LowerASCII(v)
 	case upper:
-		v = strings.ToUpper(v)
+		v = UpperASCII(v)
 	}
 	return v, i, nil
 }
