@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/integration/harness"
 )
@@ -107,6 +108,10 @@ type env struct {
 	// backendExtra is YAML added to the gateway's backend section
 	// ("  tls_ca_file: ...\n").
 	backendExtra string
+	// dataDir is the gateway's director.data_dir (a new short temporary
+	// directory when empty); directorExtra is YAML added to its director
+	// section ("  store: etcd\n  etcd: {...}\n").
+	dataDir, directorExtra string
 }
 
 // userName is the i-th test user.
@@ -186,6 +191,18 @@ func staticPassdb(args string) string {
 // startGatewayWith runs maildirector with the given listener list (YAML
 // items) and waits for e.gwAddr. passdbArgs is a static passdb's args, or
 // a whole passdb list when it starts with "  - ".
+// shortTempDir returns a new directory under /tmp with a short path,
+// removed when t ends.
+func shortTempDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
 func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string) {
 	t.Helper()
 	bin := gatewayBinary(t)
@@ -205,16 +222,24 @@ func (e *env) startGatewayWith(t testing.TB, listeners, passdbArgs, extra string
 	if !strings.HasPrefix(passdbArgs, "  - ") {
 		passdbs = staticPassdb(passdbArgs)
 	}
+	// Every gateway keeps its director state in an embedded etcd member
+	// of its own (the default store), in a short directory: the member's
+	// UNIX socket path must fit in 108 bytes.
+	dataDir := e.dataDir
+	if dataDir == "" {
+		dataDir = shortTempDir(t)
+	}
 	yaml := fmt.Sprintf(`listen:
 %spassdb:
 %sdirector:
   backends: [%s]
   user_expire: 15m
-backend:
+  data_dir: %s
+%sbackend:
   ports: {imap: %d, pop3: %d, lmtp: %d, sieve: %d}
   timeout: %s
 %slimits: %s
-%s`, listeners, passdbs, strings.Join(backends, ", "), e.port, e.pop3Port, e.lmtpPort, e.sievePort, timeout, e.backendExtra, limits, extra)
+%s`, listeners, passdbs, strings.Join(backends, ", "), dataDir, e.directorExtra, e.port, e.pop3Port, e.lmtpPort, e.sievePort, timeout, e.backendExtra, limits, extra)
 	gw, err := harness.StartGateway(bin, e.dir, yaml, e.gwAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +262,7 @@ backend:
 // ringBackend is the backend Dovecot 2.3's Director would choose for user
 // (the ring is checked against a real Director in package director).
 func (e *env) ringBackend(user string) string {
-	ip, _ := director.NewRing(e.hosts).Lookup(director.UserHash(strings.ToLower(user)))
+	ip, _ := director.NewRing(e.hosts).Lookup(director.UserHash(auth.LowerASCII(user)))
 	return ip
 }
 

@@ -44,20 +44,90 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
 fi
 
 # ---------------------------------------------------------------- users ----
-# Deterministic list of 1000 usernames (same for every set):
+# Deterministic list of 1100 usernames (same for every set):
 #   700 userNNNN@example.com                 (0000..0699)
 #   100 User0NNN@Example.COM                 (000..099; lower-cased by %Lu they
 #                                             equal user0000..user0099@example.com)
 #   100 u-NNN                                (bare local parts, 000..099)
 #   100 first.last+tag.NNN@sub.example.org   (000..099)
+#    40 userNNN@example.org                  (000..039; what auth.default_realm
+#                                             example.org makes of "userNNN":
+#                                             integration/realm_test.go)
+#    60 names in UTF-8 and mixed case, below: Dovecot's %L lower-cases ASCII
+#       letters only (str_lcase/i_tolower), so "Ärger" hashes as "Ärger", not
+#       as "ärger"; and Unicode's own lower-casing would even turn the KELVIN
+#       SIGN into an ASCII "k" and "İ" into "i" plus a combining dot.
 USERS="$TMP/users.txt"
 {
   for i in $(seq 0 699); do printf 'user%04d@example.com\n' "$i"; done
   for i in $(seq 0 99);  do printf 'User0%03d@Example.COM\n' "$i"; done
   for i in $(seq 0 99);  do printf 'u-%03d\n' "$i"; done
   for i in $(seq 0 99);  do printf 'first.last+tag.%03d@sub.example.org\n' "$i"; done
+  for i in $(seq 0 39);  do printf 'user%03d@example.org\n' "$i"; done
+  cat <<'NAMES'
+Ärger@example.org
+ÄRGER@EXAMPLE.ORG
+ärger@example.org
+ÄrGeR@Example.Org
+Ölçü@example.org
+ÖLÇÜ@EXAMPLE.ORG
+ölçü@example.org
+ÉCOLE@x
+École@X
+école@x
+ÉCOLE@École.FR
+Straße@example.de
+STRASSE@example.de
+STRAẞE@example.de
+straße@example.de
+Σίσυφος@example.gr
+ΣΊΣΥΦΟΣ@EXAMPLE.GR
+σίσυφος@example.gr
+ПОЧТА@пример.рф
+Почта@Пример.РФ
+почта@пример.рф
+İstanbul@example.com.tr
+ISTANBUL@example.com.tr
+ıstanbul@example.com.tr
+istanbul@example.com.tr
+Kelvin@example.org
+KELVIN@EXAMPLE.ORG
+Kelvin@example.org
+kelvin@example.org
+Ångström@example.org
+Ångström@example.org
+ångström@example.org
+ǅemal@example.ba
+ǄEMAL@EXAMPLE.BA
+ǆemal@example.ba
+ŁÓDŹ@example.pl
+Łódź@example.pl
+łódź@example.pl
+ÆØÅ@example.no
+æøå@example.no
+ＡＢＣ@example.jp
+ａｂｃ@example.jp
+Ⅻ@example.org
+ⅻ@example.org
+Ⓐ@example.org
+ⓐ@example.org
+ÿ@example.org
+Ÿ@example.org
+Ĳssel@example.nl
+ĳssel@example.nl
+MiXeD.CaSe@Example.ORG
+mixed.case@example.org
+ALLCAPS@EXAMPLE.COM
+mIxEd-0042@ExAmPlE.CoM
+USER0042@EXAMPLE.ORG
+User0042@Example.Org
+UsEr0042@eXaMpLe.OrG
+USER0042
+User0042
+FIRST.LAST+TAG.007@SUB.EXAMPLE.ORG
+NAMES
 } > "$USERS"
-[ "$(wc -l < "$USERS")" = 1000 ] || die "user list is not 1000 lines"
+[ "$(wc -l < "$USERS")" = 1100 ] || die "user list is not 1100 lines: $(wc -l < "$USERS")"
 
 # ----------------------------------------------------------------- sets ----
 # name | director_mail_servers | runtime vhost updates (ip=n ...) | hosts to mark down
@@ -176,7 +246,7 @@ for spec in "${SETS[@]}"; do
     printf '%s\t%s\n' "$user" "$hashed" >> "$tmp_out"
     n=$((n + 1))
   done < "$USERS"
-  [ "$n" = 1000 ] || die "$name: only $n lookups"
+  [ "$n" = 1100 ] || die "$name: only $n lookups"
 
   if grep -E 'Error|Fatal|Panic' "$TMP/dovecot.log" >&2; then die "$name: errors in dovecot log"; fi
   stop_instance
