@@ -13,7 +13,9 @@ type Request struct {
 	Mech    string // SASL mechanism; "" for IMAP LOGIN and POP3 USER/PASS
 
 	// User is the login name as the client sent it (the authentication
-	// identity for SASL), after auth_username_format.
+	// identity for SASL). The passdb and userdb chains complete it
+	// (auth_default_realm, then auth_username_format) on their own copy
+	// before any database sees it; a database reads the completed name.
 	User string
 	// AuthzID is the requested authorization identity of a SASL exchange,
 	// "" when the client asked for none.

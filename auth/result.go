@@ -42,7 +42,10 @@ func (s Status) String() string {
 type Result struct {
 	Status Status
 	// User is the canonical user name; databases may change it with the
-	// "user" extra field. Empty means unchanged (Request.User).
+	// "user" extra field. Empty means unchanged (Request.User). The passdb
+	// and userdb chains always set it, on negative answers too: the name
+	// after auth.default_realm and auth.username_format (or as a database
+	// changed it), the one the director hashes and the logs show.
 	User string
 	// Master is the master user who authenticated on User's behalf
 	// ("user*master" or a SASL authorization identity), "" for none.

@@ -70,6 +70,12 @@ type Auth struct {
 	// UsernameFormat is applied to login names first (auth_username_format,
 	// default "%Lu").
 	UsernameFormat string `yaml:"username_format"`
+	// DefaultRealm is appended as "@realm" to a login or LMTP recipient
+	// name without "@", before UsernameFormat and before any database or
+	// the director sees the name (auth_default_realm). Unlike Realm it is
+	// no SASL realm: it makes "user0042" and "user0042@example.org" one
+	// user.
+	DefaultRealm string `yaml:"default_realm"`
 	// MasterUserSeparator splits "user<sep>master" logins
 	// (auth_master_user_separator; "" = off).
 	MasterUserSeparator string `yaml:"master_user_separator"`
@@ -83,8 +89,9 @@ type Auth struct {
 	// AnonymousUsername is the user ANONYMOUS logs in as.
 	AnonymousUsername string `yaml:"anonymous_username"`
 	// Realm is the realm DIGEST-MD5 offers (default: none, as Dovecot
-	// without auth_realms); a user name without "@" is then looked up
-	// as user@realm.
+	// without auth_realms); a DIGEST-MD5 user name without "@" is then
+	// looked up as user@realm. Other mechanisms ignore it: DefaultRealm
+	// is the one for every login.
 	Realm string `yaml:"realm"`
 	// OAuth2 validates OAUTHBEARER / XOAUTH2 tokens; without it tokens are
 	// passed to the backend, which validates them.
@@ -343,6 +350,9 @@ func (c *Config) validate() error {
 	}
 	if c.Auth.MaxPasswordChecks < 0 {
 		add("auth.max_password_checks: negative")
+	}
+	if strings.ContainsFunc(c.Auth.DefaultRealm, func(r rune) bool { return r == '@' || r <= ' ' || r == 0x7f }) {
+		add("auth.default_realm: %q: a domain, without @, spaces or control characters", c.Auth.DefaultRealm)
 	}
 	switch c.TLS.CertUsernameField {
 	case "", "commonName", "emailAddress":

@@ -139,3 +139,24 @@ director: {backends: [127.0.0.11]}
 		}
 	}
 }
+
+func TestDefaultRealm(t *testing.T) {
+	const base = `
+listen: [{protocol: imap, address: "127.0.0.1:143"}]
+passdb: [{driver: static, args: nopassword}]
+director: {backends: [127.0.0.11]}
+`
+	c, err := Parse([]byte(base + "auth: {default_realm: example.org, realm: digest.example.org}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.DefaultRealm != "example.org" || c.Auth.Realm != "digest.example.org" {
+		t.Fatalf("auth %+v", c.Auth)
+	}
+	for _, bad := range []string{`"@example.org"`, `"example .org"`, `"a@b"`} {
+		_, err := Parse([]byte(base + "auth: {default_realm: " + bad + "}\n"))
+		if err == nil || !strings.Contains(err.Error(), "auth.default_realm") {
+			t.Errorf("default_realm %s: %v", bad, err)
+		}
+	}
+}

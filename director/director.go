@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -21,8 +22,14 @@ const (
 	DefaultUsernameHash = "%Lu"
 )
 
+// flushEvery is how long a refresh may wait to be written with others: a
+// login or logout costs no store write of its own.
+const flushEvery = time.Second
+
 // Config configures a Director.
 type Config struct {
+	// Hosts are the configured backends: they seed an empty store, and
+	// are the director's view until the store's hosts are known.
 	Hosts        []Host
 	UserExpire   time.Duration // 0: DefaultUserExpire
 	UsernameHash string        // "": DefaultUsernameHash
@@ -48,29 +55,53 @@ type Director struct {
 	store  Store
 	now    func() time.Time
 	log    *slog.Logger
+	seed   []Host
 
-	mu     sync.Mutex
-	hosts  map[string]Host  // by IP
-	rings  map[string]*Ring // by tag
-	active map[string]*activeUser
+	mu      sync.Mutex
+	hosts   map[string]HostRecord // by IP
+	rings   map[string]*Ring      // by tag
+	active  map[string]*activeUser
+	holds   map[string]*hold // moves in progress, by ID
+	fenced  bool
+	pending map[string]Refresh
+	changed chan struct{} // closed and replaced whenever a lease ends
 }
 
-// activeUser counts this gateway's open sessions of one user key; while
-// there are any, the director keeps refreshing the assignment.
+// activeUser is this gateway's open sessions (and LMTP deliveries) of one
+// user key; while there are any, the director keeps refreshing the
+// assignment.
 type activeUser struct {
 	backend string
-	n       int
+	leases  map[*Lease]struct{}
 }
 
-// New validates cfg and returns a Director. It does no I/O.
+// hold keeps the users a move selects from logging in until it is done.
+type hold struct {
+	m    Move
+	done chan struct{}
+}
+
+func (h *hold) selects(key, backend string) bool {
+	if h.m.Key != "" {
+		return h.m.Key == key
+	}
+	return h.m.Backend == backend
+}
+
+// New validates cfg and returns a Director. It does no I/O; Start joins
+// the store.
 func New(cfg Config) (*Director, error) {
 	d := &Director{
-		expire: cfg.UserExpire,
-		hashT:  cfg.UsernameHash,
-		store:  cfg.Store,
-		now:    cfg.Now,
-		log:    cfg.Logger,
-		active: map[string]*activeUser{},
+		expire:  cfg.UserExpire,
+		hashT:   cfg.UsernameHash,
+		store:   cfg.Store,
+		now:     cfg.Now,
+		log:     cfg.Logger,
+		seed:    cfg.Hosts,
+		active:  map[string]*activeUser{},
+		holds:   map[string]*hold{},
+		pending: map[string]Refresh{},
+		changed: make(chan struct{}),
 	}
 	if d.expire == 0 {
 		d.expire = DefaultUserExpire
@@ -98,16 +129,73 @@ func New(cfg Config) (*Director, error) {
 			return nil, fmt.Errorf("director: tag %q may not contain '/'", h.Tag)
 		}
 	}
-	d.setHosts(cfg.Hosts)
+	recs := make([]HostRecord, len(cfg.Hosts))
+	for i, h := range cfg.Hosts {
+		recs[i] = HostRecord{Host: h}
+	}
+	d.setHosts(recs)
+	d.store.Attach(d)
 	return d, nil
 }
 
-func (d *Director) setHosts(hosts []Host) {
+// Start joins the store: it seeds an empty one with the configured hosts,
+// loads the stored hosts (the truth from then on) and logs how they differ
+// from the configuration.
+func (d *Director) Start(ctx context.Context, by string) error {
+	if err := d.store.Start(ctx, d.seed, by); err != nil {
+		return err
+	}
+	for _, diff := range HostDiff(d.seed, d.Hosts()) {
+		d.log.Warn("director: the configuration's backends differ from the store's, which win", "difference", diff)
+	}
+	return nil
+}
+
+// HostDiff describes how configured backends differ from stored ones, a
+// line per host.
+func HostDiff(configured []Host, stored []HostRecord) []string {
+	cfg := map[string]Host{}
+	for _, h := range configured {
+		cfg[h.IP] = h
+	}
+	var out []string
+	for _, s := range stored {
+		c, ok := cfg[s.IP]
+		delete(cfg, s.IP)
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s is in the store (changed by %s at %s) but not in the configuration", s.IP, orUnknown(s.ChangedBy), s.ChangedAt.Format(time.RFC3339)))
+		case c.Tag != s.Tag || c.VHosts != s.VHosts || c.Down != s.Down:
+			out = append(out, fmt.Sprintf("%s: configured %s, stored %s (changed by %s at %s)", s.IP, c, s.Host, orUnknown(s.ChangedBy), s.ChangedAt.Format(time.RFC3339)))
+		}
+	}
+	for ip := range cfg {
+		out = append(out, fmt.Sprintf("%s is configured but not in the store (removed at runtime?)", ip))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// HostsChanged implements Cluster.
+func (d *Director) HostsChanged(hosts []HostRecord) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.setHosts(hosts)
+}
+
+func (d *Director) setHosts(hosts []HostRecord) {
 	byTag := map[string][]Host{}
-	d.hosts = make(map[string]Host, len(hosts))
+	d.hosts = make(map[string]HostRecord, len(hosts))
 	for _, h := range hosts {
 		d.hosts[h.IP] = h
-		byTag[h.Tag] = append(byTag[h.Tag], h)
+		byTag[h.Tag] = append(byTag[h.Tag], h.Host)
 	}
 	d.rings = make(map[string]*Ring, len(byTag))
 	for tag, hs := range byTag {
@@ -115,14 +203,15 @@ func (d *Director) setHosts(hosts []Host) {
 	}
 }
 
-// Hosts returns the configured backends.
-func (d *Director) Hosts() []Host {
+// Hosts returns the backends as this gateway knows them, by IP.
+func (d *Director) Hosts() []HostRecord {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]Host, 0, len(d.hosts))
+	out := make([]HostRecord, 0, len(d.hosts))
 	for _, h := range d.hosts {
 		out = append(out, h)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].IP < out[j].IP })
 	return out
 }
 
@@ -133,6 +222,15 @@ func (d *Director) UserExpire() time.Duration { return d.expire }
 // username_hash ("%Lu": the lower-cased user name).
 func (d *Director) HashKey(user string) (string, error) {
 	return auth.Expand(d.hashT, (&auth.Request{User: user}).Vars(), nil)
+}
+
+// StoreKey returns the store key of user in backend group tag.
+func (d *Director) StoreKey(user, tag string) (string, error) {
+	hk, err := d.HashKey(user)
+	if err != nil {
+		return "", err
+	}
+	return storeKey(tag, hk), nil
 }
 
 // Hashed returns the backend the ring names for user in tag, ignoring any
@@ -163,59 +261,157 @@ type Lease struct {
 	d    *Director
 	key  string
 	once sync.Once
+
+	mu     sync.Mutex
+	kick   func()
+	kicked bool
 }
 
+// OnKick sets how the session is ended when its user is moved or this
+// gateway is fenced (closing the client and backend connections). A lease
+// without it (an LMTP delivery) is waited for instead. If the lease was
+// kicked already, kick runs at once.
+func (l *Lease) OnKick(kick func()) {
+	l.mu.Lock()
+	l.kick = kick
+	kicked := l.kicked
+	l.mu.Unlock()
+	if kicked && kick != nil {
+		kick()
+	}
+}
+
+func (l *Lease) doKick() {
+	l.mu.Lock()
+	l.kicked = true
+	kick := l.kick
+	l.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+}
+
+// kickDelay is how long a move waits after ending sessions before the
+// users may log in elsewhere: backend processes can outlive the proxied
+// connection for a moment (Dovecot's director_user_kick_delay).
+const kickDelay = 2 * time.Second
+
+// storeTimeout bounds one login's wait for the store: a store that cannot
+// answer in this time is down, and the login fails temporarily.
+const storeTimeout = 5 * time.Second
+
 // Acquire returns the backend user must be served by, in backend group tag,
-// and holds the assignment until the lease is released. Errors are
-// classified: a store that cannot answer or a group without usable hosts is
-// a temporary failure.
+// and holds the assignment until the lease is released. While a move
+// selects the user, it waits for the move to end. Errors are classified: a
+// store that cannot answer, a fenced gateway or a group without usable
+// hosts is a temporary failure.
 func (d *Director) Acquire(ctx context.Context, user, tag string) (*Lease, error) {
 	hk, err := d.HashKey(user)
 	if err != nil {
 		return nil, auth.Internal("director", err)
 	}
 	key := storeKey(tag, hk)
-	now := d.now()
+	for {
+		d.mu.Lock()
+		if d.fenced {
+			d.mu.Unlock()
+			return nil, auth.Temporary("director", ErrFenced)
+		}
+		if h := d.holdLocked(key, ""); h != nil {
+			d.mu.Unlock()
+			if err := d.waitHold(ctx, h); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		ring := d.rings[tag]
+		hosts := d.hosts
+		d.mu.Unlock()
 
-	d.mu.Lock()
-	ring := d.rings[tag]
-	hosts := d.hosts
-	d.mu.Unlock()
+		var proposed string
+		if ring != nil {
+			proposed, _ = ring.Lookup(UserHash(hk))
+		}
+		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		a, created, err := d.claim(sctx, key, proposed, d.now(), hosts)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
 
-	var proposed string
-	if ring != nil {
-		proposed, _ = ring.Lookup(UserHash(hk))
+		d.mu.Lock()
+		if d.fenced {
+			d.mu.Unlock()
+			return nil, auth.Temporary("director", ErrFenced)
+		}
+		// A move that began while the store answered selects this user:
+		// it may not have seen this lease, so wait and claim again.
+		if h := d.holdLocked(key, a.Backend); h != nil {
+			d.mu.Unlock()
+			if err := d.waitHold(ctx, h); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		au := d.active[key]
+		if au == nil || au.backend != a.Backend {
+			if au != nil {
+				// The user moved while older sessions lived on: they are
+				// on the wrong backend now. (A move kicks them first;
+				// this catches an assignment replaced behind our back.)
+				for l := range au.leases {
+					go l.doKick()
+				}
+			}
+			au = &activeUser{backend: a.Backend, leases: map[*Lease]struct{}{}}
+			d.active[key] = au
+			// The first local session: make sure the store's expiry
+			// covers it (a sticky claim may not have extended it).
+			d.pending[key] = Refresh{Key: key, Backend: a.Backend, Until: d.now().Add(d.expire)}
+		}
+		reason := Sticky
+		if created {
+			reason = Hashed
+		}
+		l := &Lease{Backend: a.Backend, Reason: reason, d: d, key: key}
+		au.leases[l] = struct{}{}
+		d.mu.Unlock()
+		if created {
+			d.log.Debug("director: user placed", "user", user, "backend", a.Backend, "tag", tag)
+		}
+		return l, nil
 	}
-	a, created, err := d.claim(ctx, key, proposed, now, hosts)
-	if err != nil {
-		return nil, err
-	}
-	reason := Sticky
-	if created {
-		reason = Hashed
-		d.log.Debug("director: user placed", "user", user, "backend", a.Backend, "tag", tag)
-	}
+}
 
-	d.mu.Lock()
-	au := d.active[key]
-	if au == nil || au.backend != a.Backend {
-		au = &activeUser{backend: a.Backend}
-		d.active[key] = au
+// holdLocked returns a move in progress that selects key (on backend, when
+// given).
+func (d *Director) holdLocked(key, backend string) *hold {
+	for _, h := range d.holds {
+		if h.m.Key == key || (backend != "" && h.m.Key == "" && h.m.Backend == backend) {
+			return h
+		}
 	}
-	au.n++
-	d.mu.Unlock()
-	return &Lease{Backend: a.Backend, Reason: reason, d: d, key: key}, nil
+	return nil
+}
+
+func (d *Director) waitHold(ctx context.Context, h *hold) error {
+	select {
+	case <-h.done:
+		return nil
+	case <-ctx.Done():
+		return auth.Temporary("director", fmt.Errorf("user is being moved (%s of %s): %w", h.m.Reason, h.m.Backend+h.m.Key, ctx.Err()))
+	}
 }
 
 // claim asks the store for key's assignment, proposing the ring's choice.
-// An assignment naming a backend that is no longer configured is dropped
-// and claimed again.
-func (d *Director) claim(ctx context.Context, key, proposed string, now time.Time, hosts map[string]Host) (Assignment, bool, error) {
+// An assignment naming a backend that is no longer known is dropped and
+// claimed again.
+func (d *Director) claim(ctx context.Context, key, proposed string, now time.Time, hosts map[string]HostRecord) (Assignment, bool, error) {
 	until := now.Add(d.expire)
 	for attempt := 0; attempt < 2; attempt++ {
 		if proposed == "" {
-			// Nothing to place on: only a live assignment to a configured
-			// host can still be honoured.
+			// Nothing to place on: only a live assignment to a known host
+			// can still be honoured.
 			a, ok, err := d.store.Get(ctx, key)
 			if err != nil {
 				return Assignment{}, false, auth.Temporary("director: store", err)
@@ -243,44 +439,144 @@ func (d *Director) claim(ctx context.Context, key, proposed string, now time.Tim
 }
 
 // Release ends the lease. When it was the user's last session on this
-// gateway, the assignment is refreshed to expire user_expire from now.
-// Release is idempotent.
+// gateway, the assignment is refreshed (with the next batch) to expire
+// user_expire from now. Release is idempotent.
 func (l *Lease) Release() {
 	l.once.Do(func() {
 		d := l.d
 		d.mu.Lock()
+		defer d.mu.Unlock()
 		au := d.active[l.key]
-		last := false
-		if au != nil && au.backend == l.Backend {
-			au.n--
-			if au.n <= 0 {
-				delete(d.active, l.key)
-				last = true
+		if au == nil {
+			return
+		}
+		if _, ok := au.leases[l]; !ok {
+			return
+		}
+		delete(au.leases, l)
+		if len(au.leases) == 0 {
+			delete(d.active, l.key)
+			if !d.fenced {
+				d.pending[l.key] = Refresh{Key: l.key, Backend: au.backend, Until: d.now().Add(d.expire)}
 			}
 		}
-		d.mu.Unlock()
-		if last {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := d.store.Refresh(ctx, l.key, l.Backend, d.now().Add(d.expire)); err != nil {
-				d.log.Warn("director: refresh on release failed", "key", l.key, "reason", err)
-			}
-		}
+		close(d.changed)
+		d.changed = make(chan struct{})
 	})
 }
 
-// Run refreshes the assignments of users with open sessions until ctx is
-// done, so that they never expire under a live session (Dovecot's
-// proxy_refresh, every user_expire/2; we refresh a little more often so
-// that one slow round cannot let an assignment lapse).
+// Evict implements Cluster: it holds new logins of the users m selects,
+// ends this gateway's sessions of them and waits until none is left.
+func (d *Director) Evict(ctx context.Context, m Move) error {
+	d.mu.Lock()
+	if _, ok := d.holds[m.ID]; !ok {
+		d.holds[m.ID] = &hold{m: m, done: make(chan struct{})}
+	}
+	h := d.holds[m.ID]
+	victims := d.selectedLocked(h)
+	d.mu.Unlock()
+	if len(victims) > 0 {
+		d.log.Info("director: ending sessions for a move", "move", m.ID, "reason", m.Reason, "backend", m.Backend, "key", m.Key, "sessions", len(victims))
+	}
+	for _, l := range victims {
+		l.doKick()
+	}
+	for {
+		d.mu.Lock()
+		left := len(d.selectedLocked(h))
+		changed := d.changed
+		d.mu.Unlock()
+		if left == 0 {
+			if len(victims) == 0 {
+				return nil
+			}
+			select {
+			case <-time.After(kickDelay):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("director: %d sessions of move %s still open: %w", left, m.ID, ctx.Err())
+		}
+	}
+}
+
+func (d *Director) selectedLocked(h *hold) []*Lease {
+	var out []*Lease
+	for key, au := range d.active {
+		if h.selects(key, au.backend) {
+			for l := range au.leases {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+// MoveEnded implements Cluster.
+func (d *Director) MoveEnded(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h, ok := d.holds[id]; ok {
+		delete(d.holds, id)
+		close(h.done)
+	}
+}
+
+// Fenced implements Cluster. A fenced gateway may have missed a move or a
+// reassignment, so it serves nobody: its sessions end (clients reconnect
+// and are answered with a temporary failure until the store is back).
+func (d *Director) Fenced(fenced bool) {
+	d.mu.Lock()
+	was := d.fenced
+	d.fenced = fenced
+	var victims []*Lease
+	if fenced {
+		for _, au := range d.active {
+			for l := range au.leases {
+				victims = append(victims, l)
+			}
+		}
+		clear(d.pending)
+	}
+	d.mu.Unlock()
+	if fenced && !was {
+		d.log.Error("director: fenced off the cluster store; ending sessions and refusing logins until it is back", "sessions", len(victims))
+	} else if !fenced && was {
+		d.log.Info("director: the cluster store is back; admitting logins")
+	}
+	for _, l := range victims {
+		l.doKick()
+	}
+}
+
+// IsFenced says whether the gateway is fenced off the store.
+func (d *Director) IsFenced() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.fenced
+}
+
+// Run writes batched refreshes and keeps the assignments of users with
+// open sessions alive until ctx is done (Dovecot's proxy_refresh, every
+// user_expire/2; we refresh a little more often so that one slow round
+// cannot let an assignment lapse).
 func (d *Director) Run(ctx context.Context) {
-	t := time.NewTicker(d.expire / 3)
-	defer t.Stop()
+	flush := time.NewTicker(flushEvery)
+	defer flush.Stop()
+	active := time.NewTicker(d.expire / 3)
+	defer active.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-flush.C:
+			d.Flush(ctx)
+		case <-active.C:
 			d.refreshActive(ctx)
 		}
 	}
@@ -288,16 +584,66 @@ func (d *Director) Run(ctx context.Context) {
 
 func (d *Director) refreshActive(ctx context.Context) {
 	d.mu.Lock()
-	batch := make(map[string]string, len(d.active))
+	until := d.now().Add(d.expire)
 	for k, au := range d.active {
-		batch[k] = au.backend
+		d.pending[k] = Refresh{Key: k, Backend: au.backend, Until: until}
 	}
 	d.mu.Unlock()
-	until := d.now().Add(d.expire)
-	for k, backend := range batch {
-		if err := d.store.Refresh(ctx, k, backend, until); err != nil {
-			d.log.Warn("director: refresh failed", "key", k, "reason", err)
+	d.Flush(ctx)
+}
+
+// Flush writes the refreshes waiting for the next batch. A key whose
+// assignment turned out to name another backend has its sessions here
+// ended: they are on the wrong backend.
+func (d *Director) Flush(ctx context.Context) {
+	d.mu.Lock()
+	if len(d.pending) == 0 || d.fenced {
+		d.mu.Unlock()
+		return
+	}
+	batch := make([]Refresh, 0, len(d.pending))
+	for _, r := range d.pending {
+		batch = append(batch, r)
+	}
+	clear(d.pending)
+	d.mu.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	lost, err := d.store.Refresh(sctx, batch)
+	cancel()
+	if err != nil {
+		d.log.Warn("director: refreshing assignments failed", "keys", len(batch), "reason", err)
+		// Try again with the next batch, unless newer ones replaced them.
+		d.mu.Lock()
+		for _, r := range batch {
+			if _, ok := d.pending[r.Key]; !ok {
+				d.pending[r.Key] = r
+			}
 		}
+		d.mu.Unlock()
+	}
+	if len(lost) == 0 {
+		return
+	}
+	d.mu.Lock()
+	var victims []*Lease
+	for _, k := range lost {
+		for _, r := range batch {
+			if r.Key != k {
+				continue
+			}
+			if au := d.active[k]; au != nil && au.backend == r.Backend {
+				for l := range au.leases {
+					victims = append(victims, l)
+				}
+			}
+		}
+	}
+	d.mu.Unlock()
+	if len(victims) > 0 {
+		d.log.Warn("director: assignments moved under open sessions; ending them", "keys", len(lost), "sessions", len(victims))
+	}
+	for _, l := range victims {
+		l.doKick()
 	}
 }
 
@@ -307,3 +653,6 @@ func (d *Director) ActiveUsers() int {
 	defer d.mu.Unlock()
 	return len(d.active)
 }
+
+// Store returns the director's store.
+func (d *Director) Store() Store { return d.store }

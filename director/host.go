@@ -97,3 +97,16 @@ func parseRange(s string) ([]netip.Addr, string, error) {
 	}
 	return out, tag, nil
 }
+
+// String renders h as "IP[@tag] vhosts [down]".
+func (h Host) String() string {
+	s := h.IP
+	if h.Tag != "" {
+		s += "@" + h.Tag
+	}
+	s += " " + strconv.Itoa(h.VHosts)
+	if h.Down {
+		s += " down"
+	}
+	return s
+}

@@ -23,7 +23,11 @@ const DefaultUsernameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 type Chain struct {
 	Entries []Entry
 	Masters []Entry
-	// UsernameFormat is applied to login names first (default "%Lu").
+	// DefaultRealm is appended as "@realm" to a name without "@" before
+	// anything else looks at it (Dovecot's auth_default_realm; "" = off).
+	DefaultRealm string
+	// UsernameFormat is applied to login names after DefaultRealm
+	// (default "%Lu").
 	UsernameFormat string
 	// MasterSeparator splits "user<sep>master" logins ("" = off).
 	MasterSeparator string
@@ -74,9 +78,57 @@ func (c *Chain) log() *slog.Logger {
 	return c.Log
 }
 
-// normalize applies the master separator, auth_username_format and
-// auth_username_chars to a copy of req. ok is false for a user name with
-// forbidden characters.
+// Username turns one name as a client gave it into the name every
+// database, the director and the logs know the user by, in Dovecot 2.3's
+// order (auth_request_fix_username in src/auth/auth-request.c):
+// DefaultRealm is appended to a name without "@", the result is checked
+// against UsernameChars, then UsernameFormat is applied. ok is false for a
+// name with characters UsernameChars forbids (the login is refused before
+// any database sees it). It does not split "user*master" logins
+// (CanonicalUser does) and is applied once per name: the userdb chain
+// (LMTP recipients, user lookup) uses it too.
+func (c *Chain) Username(name string) (fixed string, ok bool, err error) {
+	if c.DefaultRealm != "" && !strings.Contains(name, "@") {
+		name += "@" + c.DefaultRealm
+	}
+	if c.UsernameChars != "" {
+		for _, ch := range name {
+			if !strings.ContainsRune(c.UsernameChars, ch) {
+				return name, false, nil
+			}
+		}
+	}
+	format := c.UsernameFormat
+	if format == "" {
+		format = "%Lu"
+	}
+	v, err := auth.Expand(format, (&auth.Request{User: name}).Vars(), nil)
+	if err != nil {
+		return "", false, auth.Internal("auth_username_format", err)
+	}
+	return v, true, nil
+}
+
+// CanonicalUser returns the name of the user req logs in as, as the chain
+// will know it (the "user" part of "user*master", or the SASL
+// authorization identity, through Username), for log lines written before
+// or without the chain's answer. A name Username refuses is returned as
+// the client gave it.
+func (c *Chain) CanonicalUser(req *auth.Request) string {
+	r, ok, err := c.normalize(req)
+	if err != nil || !ok {
+		return req.User
+	}
+	if r.AuthzID != "" {
+		return r.AuthzID
+	}
+	return r.User
+}
+
+// normalize splits a "user<sep>master" login and applies Username to both
+// names, on a copy of req. ok is false for a name with forbidden characters.
+// As in Dovecot, a master user's name gets DefaultRealm and UsernameFormat
+// too (auth_request_set_login_username fixes both).
 func (c *Chain) normalize(req *auth.Request) (*auth.Request, bool, error) {
 	r := *req
 	if c.MasterSeparator != "" && r.AuthzID == "" {
@@ -84,26 +136,15 @@ func (c *Chain) normalize(req *auth.Request) (*auth.Request, bool, error) {
 			r.AuthzID, r.User = r.User[:i], r.User[i+len(c.MasterSeparator):]
 		}
 	}
-	format := c.UsernameFormat
-	if format == "" {
-		format = "%Lu"
-	}
 	for _, u := range []*string{&r.User, &r.AuthzID} {
 		if *u == "" {
 			continue
 		}
-		v, err := auth.Expand(format, (&auth.Request{User: *u}).Vars(), nil)
-		if err != nil {
-			return nil, false, auth.Internal("auth_username_format", err)
+		v, ok, err := c.Username(*u)
+		if err != nil || !ok {
+			return &r, ok, err
 		}
 		*u = v
-		if c.UsernameChars != "" {
-			for _, ch := range v {
-				if !strings.ContainsRune(c.UsernameChars, ch) {
-					return &r, false, nil
-				}
-			}
-		}
 	}
 	return &r, true, nil
 }
@@ -129,7 +170,7 @@ func (c *Chain) walk(ctx context.Context, req0 *auth.Request, check, keep bool) 
 	if req.AuthzID != "" && req.AuthzID != req.User {
 		if len(c.Masters) == 0 {
 			c.log().Info("passdb: master login attempted without master passdbs", "user", req.User, "login_user", req.AuthzID)
-			return auth.Result{Status: auth.StatusUserUnknown}, nil
+			return auth.Result{Status: auth.StatusUserUnknown, User: req.AuthzID}, nil
 		}
 		s.list, s.masterPhase = c.Masters, true
 	}
@@ -193,7 +234,7 @@ func (s *state) walk(ctx context.Context) (auth.Result, error) {
 				return auth.Result{}, err
 			case res.Status == auth.StatusOK:
 				log.Info("passdb: user found from deny passdb", "passdb", e.Name, "user", s.req.User)
-				return auth.Result{Status: auth.StatusUserDisabled}, nil
+				return auth.Result{Status: auth.StatusUserDisabled, User: s.loginUser()}, nil
 			}
 			// Not on the deny list: on to the next entry, as if unasked.
 			if i = s.next(i + 1); i < 0 {
@@ -206,6 +247,7 @@ func (s *state) walk(ctx context.Context) (auth.Result, error) {
 		case err != nil:
 			rule = e.OnInternal
 		case res.Status == auth.StatusUserDisabled:
+			res.User = s.loginUser()
 			return res, nil // exists, may not log in: no rule applies
 		case res.Status == auth.StatusOK:
 			rule = e.OnSuccess
@@ -261,7 +303,7 @@ func (s *state) finish(last auth.Result, lastErr error) (auth.Result, error) {
 	case s.success:
 		if s.masterPhase {
 			// Only a master passdb answered: its user is not logged in.
-			return auth.Result{Status: auth.StatusUserUnknown}, nil
+			return auth.Result{Status: auth.StatusUserUnknown, User: s.loginUser()}, nil
 		}
 		return auth.Result{Status: auth.StatusOK, User: s.userName(), Master: s.master, Fields: s.fields}, nil
 	case s.seenInternal != nil:
@@ -270,9 +312,18 @@ func (s *state) finish(last auth.Result, lastErr error) (auth.Result, error) {
 		return auth.Result{}, lastErr
 	case last.Status == auth.StatusOK:
 		// A return-fail rule turned a success into a failure.
-		return auth.Result{Status: auth.StatusPasswordMismatch}, nil
+		return auth.Result{Status: auth.StatusPasswordMismatch, User: s.loginUser()}, nil
 	}
-	return auth.Result{Status: last.Status}, nil
+	return auth.Result{Status: last.Status, User: s.loginUser()}, nil
+}
+
+// loginUser is the user a failed walk was about: the one logging in, not
+// the master user logging in for it.
+func (s *state) loginUser() string {
+	if s.masterPhase {
+		return s.req.AuthzID
+	}
+	return s.userName()
 }
 
 func (s *state) userName() string {

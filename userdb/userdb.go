@@ -66,7 +66,13 @@ func NewEntry(name string, db DB) Entry {
 // Chain consults user databases in order.
 type Chain struct {
 	Entries []Entry
-	Log     *slog.Logger
+	// Username turns the name asked for into the one the databases know
+	// (auth.default_realm, auth.username_chars, auth.username_format):
+	// the passdb chain's Username, so that a user has one name whichever
+	// chain is asked. nil leaves names as they are. ok false refuses the
+	// name as an unknown user.
+	Username func(name string) (fixed string, ok bool, err error)
+	Log      *slog.Logger
 }
 
 // Lookup finds req.User: found anywhere wins; else an internal failure on
@@ -76,10 +82,21 @@ func (c *Chain) Lookup(ctx context.Context, req *auth.Request) (auth.Result, err
 		found        bool
 		seenInternal error
 		fields       = auth.Fields{}
-		user         string
 		lastErr      error
 	)
 	r := *req
+	if c.Username != nil {
+		fixed, ok, err := c.Username(r.User)
+		if err != nil {
+			return auth.Result{}, err
+		}
+		if !ok {
+			c.log().Info("userdb: invalid characters in user name", "user", r.User)
+			return auth.Result{Status: auth.StatusUserUnknown}, nil
+		}
+		r.User = fixed
+	}
+	user := r.User
 	for i := 0; i < len(c.Entries); i++ {
 		e := &c.Entries[i]
 		if (e.Skip == SkipFound && found) || (e.Skip == SkipNotFound && !found) {
@@ -133,7 +150,14 @@ func (c *Chain) Lookup(ctx context.Context, req *auth.Request) (auth.Result, err
 	case lastErr != nil:
 		return auth.Result{}, lastErr
 	}
-	return auth.Result{Status: auth.StatusUserUnknown}, nil
+	return auth.Result{Status: auth.StatusUserUnknown, User: user}, nil
+}
+
+func (c *Chain) log() *slog.Logger {
+	if c.Log == nil {
+		return slog.Default()
+	}
+	return c.Log
 }
 
 func apply(e *Entry, req *auth.Request, res auth.Result, into auth.Fields) error {

@@ -73,3 +73,28 @@ func TestFieldsMerge(t *testing.T) {
 		t.Fatalf("got %+v %v", res, err)
 	}
 }
+
+// TestChainUsesTheLoginName: with the passdb chain's Username (as
+// authbuild wires it), a recipient or user lookup without "@" gets
+// auth.default_realm and auth.username_format, exactly as a login: one
+// name per user, in the answer too.
+func TestChainUsesTheLoginName(t *testing.T) {
+	names := &passdb.Chain{DefaultRealm: "example.org", UsernameChars: passdb.DefaultUsernameChars}
+	db := fake{users: map[string]auth.Fields{"user0042@example.org": {"home": "/h/42"}}}
+	c := &Chain{Entries: []Entry{NewEntry("a", db)}, Username: names.Username}
+	for login, want := range map[string]struct {
+		status auth.Status
+		user   string
+	}{
+		"user0042":             {auth.StatusOK, "user0042@example.org"},
+		"USER0042":             {auth.StatusOK, "user0042@example.org"},
+		"user0042@example.org": {auth.StatusOK, "user0042@example.org"},
+		"user0042@other.org":   {auth.StatusUserUnknown, "user0042@other.org"},
+		"bad name":             {auth.StatusUserUnknown, ""},
+	} {
+		res, err := c.Lookup(context.Background(), &auth.Request{User: login, NoPassword: true})
+		if err != nil || res.Status != want.status || res.User != want.user {
+			t.Errorf("Lookup(%q) = %v %q %v; want %v %q", login, res.Status, res.User, err, want.status, want.user)
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
-	"github.com/maildirector/maildirector/director/store/memory"
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/gateway/imap"
 	"github.com/maildirector/maildirector/gateway/lmtp"
@@ -42,8 +41,9 @@ func newLogger(c config.Log, w *os.File) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// build turns cfg into the running parts, reporting every problem.
-func build(cfg *config.Config, log *slog.Logger) (*app, error) {
+// build turns cfg into the running parts, reporting every problem. The
+// director keeps its state in store.
+func build(cfg *config.Config, log *slog.Logger, store director.Store) (*app, error) {
 	var errs []error
 	adb, err := authbuild.Build(cfg, log)
 	if err != nil {
@@ -57,7 +57,7 @@ func build(cfg *config.Config, log *slog.Logger) (*app, error) {
 		Hosts:        hosts,
 		UserExpire:   cfg.Director.UserExpire,
 		UsernameHash: cfg.Director.UsernameHash,
-		Store:        memory.New(),
+		Store:        store,
 		Logger:       log,
 	})
 	if err != nil {

@@ -4,16 +4,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/maildirector/maildirector/config"
+	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/director/store/memory"
 )
 
 func loadConfig(name string, args []string, stderr io.Writer) (*config.Config, bool) {
@@ -36,12 +41,48 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	if _, err := build(cfg, newLogger(cfg.Log, os.Stderr)); err != nil {
+	log := newLogger(cfg.Log, os.Stderr)
+	if _, err := build(cfg, log, memory.New()); err != nil {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return 1
 	}
 	fmt.Fprintln(stdout, "configuration OK")
+	// The store's backends win over the file's: say how they differ.
+	if cfg.Director.Store != "memory" {
+		hosts, _ := director.ParseHosts(cfg.Director.Backends)
+		ctx, cancel := toolContext()
+		defer cancel()
+		stored, where, err := storedHosts(ctx, cfg, log)
+		switch {
+		case errors.Is(err, errNoStore):
+			fmt.Fprintf(stdout, "director store: %v\n", err)
+		case err != nil:
+			fmt.Fprintf(stdout, "director store: cannot be read: %v\n", err)
+		default:
+			diff := director.HostDiff(hosts, stored)
+			fmt.Fprintf(stdout, "director store: %s, %d backends", where, len(stored))
+			if len(diff) == 0 {
+				fmt.Fprintln(stdout, ", as configured")
+			} else {
+				fmt.Fprintln(stdout, "; the store's backends win over the configuration's:")
+				for _, d := range diff {
+					fmt.Fprintf(stdout, "  %s\n", d)
+				}
+			}
+		}
+	}
 	return 0
+}
+
+// storedHosts reads the backends from the store cfg names.
+func storedHosts(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]director.HostRecord, string, error) {
+	st, err := openStore(cfg, log, false)
+	if err != nil {
+		return nil, "", err
+	}
+	defer st.Close()
+	hosts, err := st.store.Hosts(ctx)
+	return hosts, st.where, err
 }
 
 func cmdServe(args []string, stderr io.Writer) int {
@@ -50,9 +91,26 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, os.Stderr)
-	a, err := build(cfg, log)
+	st, err := openStore(cfg, log, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: director store: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	a, err := build(cfg, log, st.store)
 	if err != nil {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return 1
+	}
+	name := cfg.Director.Name
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	startCtx, cancelStart := context.WithTimeout(context.Background(), 30*time.Second)
+	err = a.director.Start(startCtx, "serve on "+name)
+	cancelStart()
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: director store: %v\n", err)
 		return 1
 	}
 	if err := a.server.Start(); err != nil {
@@ -90,7 +148,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 		a.server.Serve(ctx)
 		close(done)
 	}()
-	log.Info("maildirector started", "version", version, "backends", len(a.director.Hosts()))
+	log.Info("maildirector started", "version", version, "backends", len(a.director.Hosts()), "store", st.where, "fenced", a.director.IsFenced())
 	<-ctx.Done()
 	log.Info("shutting down")
 	a.server.Shutdown(cfg.LMTP.ShutdownGrace)

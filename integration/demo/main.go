@@ -90,10 +90,11 @@ passdb:
 director:
   backends: [%s]
   user_expire: 15m
+  data_dir: %s
 backend:
   ports: {imap: %d, pop3: %d, lmtp: %d, sieve: %d}
 trusted_networks: [127.0.0.0/8]
-`, listen, strings.Join(ips, ", "), port, pop3, lmtp, sieve)
+`, listen, strings.Join(ips, ", "), filepath.Join(dir, "data"), port, pop3, lmtp, sieve)
 	gw, err := harness.StartGateway(bin, dir, yaml, listen)
 	if err != nil {
 		return err

@@ -41,6 +41,7 @@ func Build(cfg *config.Config, log *slog.Logger) (*DBs, error) {
 	a := &DBs{log: log, shared: map[string]any{}}
 	var errs []error
 	a.Passdb = &passdb.Chain{
+		DefaultRealm:    cfg.Auth.DefaultRealm,
 		UsernameFormat:  cfg.Auth.UsernameFormat,
 		MasterSeparator: cfg.Auth.MasterUserSeparator,
 		UsernameChars:   passdb.DefaultUsernameChars,
@@ -49,6 +50,15 @@ func Build(cfg *config.Config, log *slog.Logger) (*DBs, error) {
 	}
 	if cfg.Auth.UsernameChars != nil {
 		a.Passdb.UsernameChars = *cfg.Auth.UsernameChars
+	}
+	if r := cfg.Auth.DefaultRealm; r != "" {
+		// The realm is checked with the name it completes (Dovecot's
+		// order): one with a character auth.username_chars forbids would
+		// refuse every login without "@".
+		chars := a.Passdb.UsernameChars
+		if chars != "" && strings.ContainsFunc("@"+r, func(ch rune) bool { return !strings.ContainsRune(chars, ch) }) {
+			errs = append(errs, fmt.Errorf("auth.default_realm %q has characters auth.username_chars does not allow: every name without @ would be refused", r))
+		}
 	}
 	if cfg.Auth.Cache.Size > 0 {
 		a.Cache = passdb.NewCache(int(cfg.Auth.Cache.Size), cfg.Auth.Cache.TTL, *cfg.Auth.Cache.NegativeTTL, nil)
@@ -68,7 +78,9 @@ func Build(cfg *config.Config, log *slog.Logger) (*DBs, error) {
 	if len(cfg.Passdb) > 0 && len(a.Passdb.Entries) == 0 && len(errs) == 0 {
 		errs = append(errs, errors.New("passdb: every passdb is a master passdb; ordinary users could never log in"))
 	}
-	a.Userdb = &userdb.Chain{Log: log}
+	// One name per user: recipients and user lookups get the login's
+	// default realm and username format.
+	a.Userdb = &userdb.Chain{Username: a.Passdb.Username, Log: log}
 	for i, u := range cfg.Userdb {
 		e, err := a.userdbEntry(i, u)
 		if err != nil {
