@@ -174,6 +174,49 @@ type Director struct {
 	UserExpire time.Duration `yaml:"user_expire"`
 	// UsernameHash is what the ring hashes (default "%Lu").
 	UsernameHash string `yaml:"username_hash"`
+	// Store is where hosts and assignments live: "embedded" (default: an
+	// etcd member in DataDir), "etcd" (an external cluster) or "memory"
+	// (this process only, nothing kept).
+	Store string `yaml:"store"`
+	// DataDir holds the embedded member's data and its socket.
+	DataDir string `yaml:"data_dir"`
+	// LeaseTTL is how long a gateway cut off the store keeps serving
+	// before it fences itself (default 15s).
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// Name names this gateway to the others (default: the host name).
+	Name     string   `yaml:"name"`
+	Etcd     Etcd     `yaml:"etcd"`
+	Embedded Embedded `yaml:"embedded"`
+}
+
+// Etcd configures an external etcd v3 cluster.
+type Etcd struct {
+	Endpoints   []string      `yaml:"endpoints"`
+	Prefix      string        `yaml:"prefix"`
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	TLS         EtcdTLS       `yaml:"tls"`
+	Username    string        `yaml:"username"`
+	Password    string        `yaml:"password"`
+}
+
+// EtcdTLS is a CA to verify servers (or peers) and a certificate to show.
+type EtcdTLS struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Embedded configures the etcd member serve runs. Alone (no
+// initial_cluster) it listens on a UNIX socket in data_dir only.
+type Embedded struct {
+	Name                string   `yaml:"name"`
+	PeerURLs            []string `yaml:"peer_urls"`
+	ClientURLs          []string `yaml:"client_urls"`
+	InitialCluster      string   `yaml:"initial_cluster"`
+	InitialClusterState string   `yaml:"initial_cluster_state"`
+	// TLS protects peer and TCP client traffic: members and clients must
+	// show a certificate signed by CA.
+	TLS EtcdTLS `yaml:"tls"`
 }
 
 // Limits bound what a client may do before it has logged in.
@@ -253,6 +296,15 @@ const (
 func (c *Config) applyDefaults() {
 	c.Backend.applyDefaults()
 	c.LMTP.applyDefaults()
+	if c.Director.Store == "" {
+		c.Director.Store = "embedded"
+	}
+	if c.Director.DataDir == "" {
+		c.Director.DataDir = "/var/lib/maildirector"
+	}
+	if c.Director.Etcd.Prefix == "" {
+		c.Director.Etcd.Prefix = "/maildirector/"
+	}
 	if c.HAProxyTimeout == 0 {
 		c.HAProxyTimeout = 3 * time.Second
 	}
@@ -361,6 +413,26 @@ func (c *Config) validate() error {
 	}
 	if len(c.Director.Backends) == 0 {
 		add("director.backends: at least one backend is needed")
+	}
+	switch c.Director.Store {
+	case "memory", "embedded":
+	case "etcd":
+		if len(c.Director.Etcd.Endpoints) == 0 {
+			add("director.etcd.endpoints: needed with store: etcd")
+		}
+	default:
+		add("director.store: want embedded, etcd or memory")
+	}
+	if c.Director.LeaseTTL != 0 && c.Director.LeaseTTL < 2*time.Second {
+		add("director.lease_ttl: at least 2s")
+	}
+	if e := c.Director.Embedded; (e.InitialCluster == "") != (len(e.PeerURLs) == 0) {
+		add("director.embedded: peer_urls and initial_cluster go together")
+	}
+	switch c.Director.Embedded.InitialClusterState {
+	case "", "new", "existing":
+	default:
+		add("director.embedded.initial_cluster_state: want new or existing")
 	}
 	if c.Limits.MaxLineLength < 1024 {
 		add("limits.max_line_length: at least 1024")
