@@ -63,6 +63,7 @@ type Director struct {
 	active  map[string]*activeUser
 	holds   map[string]*hold // moves in progress, by ID
 	fenced  bool
+	joined  bool // the store admitted this gateway once (fencing is news)
 	pending map[string]Refresh
 	changed chan struct{} // closed and replaced whenever a lease ends
 }
@@ -543,10 +544,15 @@ func (d *Director) Fenced(fenced bool) {
 		}
 		clear(d.pending)
 	}
+	joined := d.joined
+	if !fenced {
+		d.joined = true
+	}
 	d.mu.Unlock()
-	if fenced && !was {
+	switch {
+	case fenced && !was && joined:
 		d.log.Error("director: fenced off the cluster store; ending sessions and refusing logins until it is back", "sessions", len(victims))
-	} else if !fenced && was {
+	case !fenced && was && joined:
 		d.log.Info("director: the cluster store is back; admitting logins")
 	}
 	for _, l := range victims {

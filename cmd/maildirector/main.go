@@ -25,7 +25,15 @@ commands:
   user lookup [-c FILE] [-x key=value]... [--json] USER
                          look USER up in the userdb chain
   director map [-c FILE] [-x key=value]... [--json] USER
-                         which backend USER goes to, and why (pinned or hashed)
+                         which backend USER goes to, and why (pinned, sticky or hashed)
+  director status [-c FILE] [--json]
+                         the backends in the director store, their state and users
+  director add [-c FILE] [-t TAG] HOST[@TAG] [VHOSTS]
+  director update [-c FILE] HOST VHOSTS
+  director up|down|remove [-c FILE] [--timeout D] HOST
+  director flush [-c FILE] [--timeout D] HOST|all
+                         change the backends cluster-wide; down, remove and flush
+                         end the moved users' sessions on every gateway first
 
 The lookup tools exit 0 for OK, 1 when the databases said no, 75 when one
 could not answer (temporary), 70 on an internal failure, 2 on usage errors.
@@ -60,6 +68,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "user":
 		return cmdUser(args[1:], stdout, stderr)
 	case "director":
+		if len(args) > 1 {
+			switch args[1] {
+			case "status", "add", "update", "up", "down", "remove", "flush":
+				return cmdDirectorHosts(args[1], args[2:], stdout, stderr)
+			}
+		}
 		return cmdDirector(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "maildirector", version)
