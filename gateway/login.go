@@ -34,6 +34,16 @@ func (c *ClientConn) Request(service, mech string, o mechs.Outcome) *auth.Reques
 	}
 }
 
+// LogUser returns the name a login's log lines give its user: the
+// passdb's canonical name when a mechanism already asked it, else the
+// name the passdb chain will make of the client's (Pipeline.UserName).
+func (p *Pipeline) LogUser(c *ClientConn, service, mech string, o mechs.Outcome) string {
+	if o.Auth.User != "" {
+		return o.Auth.User
+	}
+	return p.UserName(c.Request(service, mech, o))
+}
+
 // MechInfo is what a SASL mechanism may know of this connection.
 func (p *Pipeline) MechInfo(ctx context.Context, c *ClientConn, service string) mechs.Info {
 	info := p.Mechs
@@ -101,7 +111,7 @@ func (p *Pipeline) Login(ctx context.Context, c *ClientConn, service, mech strin
 		t.Release()
 		var refused *Refused
 		if errors.As(err, &refused) {
-			p.LoginFailed(ctx, req, "backend refused the login")
+			p.LoginFailed(ctx, req, t.Account, "backend refused the login")
 		}
 		return nil, nil, "", err
 	}
@@ -113,7 +123,7 @@ func (p *Pipeline) Login(ctx context.Context, c *ClientConn, service, mech strin
 // user.
 func (p *Pipeline) Authorized(ctx context.Context, req *auth.Request, res auth.Result) (*Target, error) {
 	if res.Status != auth.StatusOK {
-		p.LoginFailed(ctx, req, res.Status.String())
+		p.LoginFailed(ctx, req, res.User, res.Status.String())
 		return nil, &Refused{Status: res.Status}
 	}
 	if err := p.checkLimits(req, res); err != nil {

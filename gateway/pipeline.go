@@ -25,6 +25,15 @@ type Authenticator interface {
 	Verify(ctx context.Context, req *auth.Request) (auth.Result, error)
 }
 
+// Canonicalizer is implemented by an Authenticator that rewrites login
+// names before its databases see them (passdb.Chain: the master user
+// separator, auth.default_realm, auth.username_format). The gateway's log
+// lines then name a user as the databases and the director do, even
+// before (or without) an answer.
+type Canonicalizer interface {
+	CanonicalUser(req *auth.Request) string
+}
+
 // Refused is a definitive "no" to a login: the databases or the backend
 // answered, negatively. Everything else that stops a login is a failure,
 // classified with auth.KindOf.
@@ -167,7 +176,7 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 		return nil, err
 	}
 	if res.Status != auth.StatusOK {
-		p.LoginFailed(ctx, req, res.Status.String())
+		p.LoginFailed(ctx, req, res.User, res.Status.String())
 		return nil, &Refused{Status: res.Status}
 	}
 	if err := p.checkLimits(req, res); err != nil {
@@ -194,13 +203,17 @@ func (p *Pipeline) checkLimits(req *auth.Request, res auth.Result) error {
 // backend: one log line in a fixed shape for fail2ban
 // (msg="authentication failed" ... rip=ADDR), a penalty point for the
 // address, and the failure delay before the client hears the answer.
-func (p *Pipeline) LoginFailed(ctx context.Context, req *auth.Request, reason string) {
+// user is the canonical name when the caller has it ("": UserName(req)).
+func (p *Pipeline) LoginFailed(ctx context.Context, req *auth.Request, user, reason string) {
 	rip := ""
 	if req.Remote.IsValid() {
 		rip = req.Remote.Addr().String()
 	}
+	if user == "" {
+		user = p.UserName(req)
+	}
 	if p.Log != nil {
-		p.Log.Info("authentication failed", "service", req.Service, "session", req.Session, "user", req.User,
+		p.Log.Info("authentication failed", "service", req.Service, "session", req.Session, "user", user,
 			"rip", rip, "reason", reason)
 	}
 	if p.Penalty == nil {
@@ -208,6 +221,17 @@ func (p *Pipeline) LoginFailed(ctx context.Context, req *auth.Request, reason st
 	}
 	p.Penalty.Failed(req.Remote.Addr())
 	sleep(ctx, p.Penalty.Delay)
+}
+
+// UserName returns the name log lines give the user of req: the name the
+// Authenticator turns the client's into (one name per user: the
+// director's key, the session's account), or req.User as given when it
+// rewrites nothing.
+func (p *Pipeline) UserName(req *auth.Request) string {
+	if c, ok := p.Passdb.(Canonicalizer); ok {
+		return c.CanonicalUser(req)
+	}
+	return req.User
 }
 
 // Route decides where and as whom a user found by the passdb (or userdb)

@@ -199,3 +199,45 @@ func FuzzAnonymousExternal(f *testing.F) {
 		}
 	})
 }
+
+// realmTable is a Verifier that, like the passdb chain with
+// auth.default_realm, completes a name without "@" before looking it up,
+// and answers with the completed name.
+type realmTable struct {
+	credsTable
+	realm string
+}
+
+func (r realmTable) Credentials(ctx context.Context, req *auth.Request) (auth.Result, string, error) {
+	q := *req
+	if !strings.Contains(q.User, "@") {
+		q.User += "@" + r.realm
+	}
+	res, stored, err := r.credsTable.Credentials(ctx, &q)
+	if err == nil {
+		res.User = q.User
+	}
+	return res, stored, err
+}
+
+// TestOAuthOwnerIsTheCanonicalUser: a token is the user's when its owner
+// is the name the passdb made of the login name (the default realm added),
+// ignoring ASCII case only, as Dovecot's oauth2 passdb compares them.
+func TestOAuthOwnerIsTheCanonicalUser(t *testing.T) {
+	v := realmTable{credsTable{"alice@example.org": "", "ärger@example.org": ""}, "example.org"}
+	info := infoFor(v)
+	info.Tokens = tokens{"alice": "Alice@Example.ORG", "aerger": "ÄRGER@example.org"}
+	msg := func(user, token string) []byte {
+		return []byte("n,a=" + user + ",\x01auth=Bearer " + token + "\x01\x01")
+	}
+	s := OAuthBearer.Check(info)
+	if _, done, err := s.Next(msg("alice", "alice")); !done || err != nil || s.Outcome().Auth.Status != auth.StatusOK ||
+		s.Outcome().Auth.User != "alice@example.org" {
+		t.Fatalf("realm-less login with alice@example.org's token: %v %v %+v", done, err, s.Outcome())
+	}
+	// "Ä" and "ä" are different letters to Dovecot's %L.
+	s = OAuthBearer.Check(info)
+	if ch, done, err := s.Next(msg("ärger", "aerger")); done || err != nil || !strings.Contains(string(ch), "invalid_token") {
+		t.Fatalf("ÄRGER's token accepted for ärger: %q %v %v %+v", ch, done, err, s.Outcome())
+	}
+}

@@ -67,10 +67,8 @@ func (m *oauth) Next(response []byte) ([]byte, bool, error) {
 		return nil, true, nil
 	}
 	owner, err := m.info.Tokens.Validate(m.info.Ctx, token)
-	if errors.Is(err, ErrInvalidToken) || (err == nil && !strings.EqualFold(owner, user)) {
-		m.out.Checked, m.out.Auth = true, auth.Result{Status: auth.StatusPasswordMismatch}
-		m.failed = true
-		return []byte(`{"status":"invalid_token"}`), false, nil
+	if errors.Is(err, ErrInvalidToken) {
+		return m.invalidToken(""), false, nil
 	}
 	if err != nil {
 		return nil, false, err
@@ -79,10 +77,28 @@ func (m *oauth) Next(response []byte) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	// The token must be the user's: its owner is compared with the name
+	// the passdb chain made of the login name (auth.default_realm,
+	// auth.username_format), ignoring ASCII case only, as Dovecot's oauth2
+	// passdb compares "%Lu" of the token's user with the request's user.
+	canonical := res.User
+	if canonical == "" {
+		canonical = user
+	}
+	if auth.LowerASCII(owner) != auth.LowerASCII(canonical) {
+		return m.invalidToken(canonical), false, nil
+	}
 	// Checked here: the backend login is a master login, so that the
 	// backends need not know the identity provider.
 	m.out.Checked, m.out.Auth = true, res
 	return nil, true, nil
+}
+
+// invalidToken fails the exchange with RFC 7628 3.2.2's error challenge.
+func (m *oauth) invalidToken(user string) []byte {
+	m.out.Checked, m.out.Auth = true, auth.Result{Status: auth.StatusPasswordMismatch, User: user}
+	m.failed = true
+	return []byte(`{"status":"invalid_token"}`)
 }
 
 func (m *oauth) Outcome() Outcome { return m.out }

@@ -43,6 +43,11 @@ func (s *session) route(ctx context.Context, addr string) reply {
 	req := &auth.Request{Service: "lmtp", User: r.user, NoPassword: true,
 		Remote: c.Remote, Local: c.Local, Secured: c.Secured(), TLS: c.TLS, Session: c.Session}
 	res, err := s.srv.Lookup.Lookup(ctx, req)
+	if res.User != "" {
+		// The name the chain made of the recipient (auth.default_realm,
+		// auth.username_format): the one logins of this user log too.
+		log = log.With("user", res.User)
+	}
 	switch {
 	case err != nil:
 		log.Warn("lmtp: lookup failed", "reason", err)

@@ -16,7 +16,7 @@ import (
 // the client OK only after the backend accepted the login.
 func (ss *session) proxyLogin(ctx context.Context, mech string, o mechs.Outcome) (bool, error) {
 	c := ss.c
-	log := c.Log.With("user", o.User)
+	log := c.Log.With("user", ss.srv.Pipeline.LogUser(c, "sieve", mech, o))
 	start := time.Now()
 	t, b, okLine, err := ss.srv.Pipeline.Login(ctx, c, "sieve", mech, o,
 		func(ctx context.Context, b *gateway.BackendConn, t *gateway.Target) (string, error) {
