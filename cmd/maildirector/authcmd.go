@@ -135,8 +135,15 @@ type outcome struct {
 	Note    string `json:"note,omitempty"`
 }
 
+// newOutcome describes a chain's answer. user is the name the chain makes
+// of the one given (auth.default_realm, auth.username_format): the tools
+// print the name the gateway would log, hash and look up, never the raw
+// argument; the answer's own User (a passdb may rewrite it) wins.
 func newOutcome(cmd, user string, res auth.Result, err error) outcome {
 	o := outcome{Command: cmd, User: user}
+	if err == nil && res.User != "" {
+		o.User = res.User
+	}
 	switch {
 	case err != nil && auth.KindOf(err) == auth.KindInternal:
 		o.Result, o.Error = "internal", err.Error()
@@ -144,9 +151,6 @@ func newOutcome(cmd, user string, res auth.Result, err error) outcome {
 		o.Result, o.Error = "tempfail", err.Error()
 	case res.Status == auth.StatusOK:
 		o.Result, o.Fields, o.Master = "ok", map[string]string(res.Fields), res.Master
-		if res.User != "" {
-			o.User = res.User
-		}
 	default:
 		o.Result, o.Status = "failed", res.Status.String()
 	}
@@ -255,7 +259,7 @@ func cmdAuth(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		req.NoPassword = true
 		res, err = dbs.Passdb.Lookup(ctx, req)
 	}
-	return newOutcome("auth "+sub, rest[0], res, err).print(stdout, *f.json, "passdb")
+	return newOutcome("auth "+sub, dbs.Passdb.CanonicalUser(req), res, err).print(stdout, *f.json, "passdb")
 }
 
 // cmdUser runs "user lookup USER" against the userdb chain.
@@ -287,7 +291,11 @@ func cmdUser(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := toolContext()
 	defer cancel()
 	res, err := dbs.Userdb.Lookup(ctx, req)
-	return newOutcome("user lookup", f.fs.Arg(0), res, err).print(stdout, *f.json, "userdb")
+	name := f.fs.Arg(0)
+	if fixed, ok, ferr := dbs.Passdb.Username(name); ferr == nil && ok {
+		name = fixed // what Userdb.Lookup looked up
+	}
+	return newOutcome("user lookup", name, res, err).print(stdout, *f.json, "userdb")
 }
 
 // cmdDirector runs "director map USER": which backend the user goes to,
@@ -317,7 +325,9 @@ func cmdDirector(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := toolContext()
 	defer cancel()
 	res, err := dbs.Passdb.Lookup(ctx, req)
-	o := newOutcome("director map", user, res, err)
+	// The ring hashes the name the chain made of the argument
+	// (auth.default_realm, auth.username_format), as logins do.
+	o := newOutcome("director map", dbs.Passdb.CanonicalUser(req), res, err)
 	o.Fields = nil
 	if o.Result != "ok" {
 		return o.print(stdout, *f.json, "passdb")
