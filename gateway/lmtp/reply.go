@@ -31,6 +31,14 @@ func tempFail(addr string) reply {
 	return reply{451, "4.3.0", fmt.Sprintf("<%s> Temporary internal error", addr)}
 }
 
+// routeFail: the director could not place the recipient (its cluster
+// store is out of reach, the user is being moved, no backend is up).
+// RFC 3463's X.4.3, "directory server failure": the routing layer, not the
+// message, is at fault.
+func routeFail(addr string) reply {
+	return reply{451, "4.4.3", fmt.Sprintf("<%s> Routing temporarily unavailable", addr)}
+}
+
 func backendFail(addr string) reply {
 	return reply{451, "4.4.0", fmt.Sprintf("<%s> Remote server not answering", addr)}
 }
