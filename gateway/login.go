@@ -154,6 +154,14 @@ func Proxy(c *ClientConn, t *Target, b *BackendConn, reg *Registry, service, met
 	sess := &Session{ID: c.Session, Service: service, User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now(),
 		client: c.conn, backend: b.conn}
 	reg.Add(sess)
+	if t.lease != nil {
+		// A move or a fenced gateway ends the session from the director.
+		client, backend := c.conn, b.conn
+		t.lease.OnKick(func() {
+			client.Close()
+			backend.Close()
+		})
+	}
 	if err := sendOK(); err != nil {
 		b.Close()
 		reg.Remove(sess)

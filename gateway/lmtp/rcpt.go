@@ -71,6 +71,9 @@ func (s *session) route(ctx context.Context, addr string) reply {
 		if auth.KindOf(err) == auth.KindInternal && strings.Contains(err.Error(), "loops") {
 			return reply{554, "5.4.6", fmt.Sprintf("<%s> Proxying loops to itself", addr)}
 		}
+		if auth.KindOf(err) == auth.KindTemporary {
+			return routeFail(addr)
+		}
 		return tempFail(addr)
 	}
 	log = log.With("backend", t.Addr(), "route", t.Route)
