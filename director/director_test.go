@@ -4,8 +4,10 @@ package director_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,4 +208,59 @@ func TestConcurrentAcquireAgrees(t *testing.T) {
 			t.Fatalf("two backends for one user: %v", got)
 		}
 	}
+}
+
+func TestFencedEndsSessionsAndRefuses(t *testing.T) {
+	ctx := context.Background()
+	d := newDirector(t, newClock(), memory.New(), mustHosts(t, "127.0.0.11", "127.0.0.12"))
+	l, err := d.Acquire(ctx, "alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kicked := make(chan struct{})
+	l.OnKick(func() { close(kicked); l.Release() })
+	d.Fenced(true)
+	select {
+	case <-kicked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a fenced gateway kept its session")
+	}
+	if _, err := d.Acquire(ctx, "alice", ""); !errors.Is(err, director.ErrFenced) || auth.KindOf(err) != auth.KindTemporary {
+		t.Fatalf("fenced: got %v, want a temporary ErrFenced", err)
+	}
+	d.Fenced(false)
+	if l, err := d.Acquire(ctx, "alice", ""); err != nil {
+		t.Fatalf("after fencing: %v", err)
+	} else {
+		l.Release()
+	}
+}
+
+// TestAssignmentLostUnderSessionEndsIt: a refresh that finds the user
+// assigned elsewhere (behind this gateway's back) ends the session here.
+func TestAssignmentLostUnderSessionEndsIt(t *testing.T) {
+	ctx := context.Background()
+	c, store := newClock(), memory.New()
+	d := newDirector(t, c, store, mustHosts(t, "127.0.0.11", "127.0.0.12"))
+	user := findUser(t, d, "127.0.0.11")
+	l, err := d.Acquire(ctx, user, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kicked atomic.Bool
+	l.OnKick(func() { kicked.Store(true) })
+	key, _ := d.StoreKey(user, "")
+	store.Delete(ctx, key)
+	store.Claim(ctx, key, director.Assignment{Backend: "127.0.0.12", Expires: c.Now().Add(time.Hour)}, c.Now())
+	refresh(ctx, d)
+	if !kicked.Load() {
+		t.Fatal("session kept on a backend its user no longer has")
+	}
+	// An OnKick set after the kick runs at once.
+	var late atomic.Bool
+	l.OnKick(func() { late.Store(true) })
+	if !late.Load() {
+		t.Fatal("a kick registered after the fact did not run")
+	}
+	l.Release()
 }
