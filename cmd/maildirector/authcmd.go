@@ -5,11 +5,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/director/store/memory"
 	"github.com/maildirector/maildirector/internal/authbuild"
 )
 
@@ -344,24 +347,51 @@ func cmdDirector(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return exitUsage
 	}
-	d, err := director.New(director.Config{Hosts: hosts, UsernameHash: cfg.Director.UsernameHash, Store: noStore{}})
+	d, err := director.New(director.Config{Hosts: hosts, UsernameHash: cfg.Director.UsernameHash, Store: memory.New()})
 	if err != nil {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return exitUsage
 	}
+	tag := res.Fields.Get("director_tag")
 	key, err := d.HashKey(o.User)
 	if err != nil {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return exitInternal
 	}
 	o.HashKey, o.Hash = key, fmt.Sprintf("%08x", director.UserHash(key))
-	ip, found, _ := d.Hashed(o.User, res.Fields.Get("director_tag"))
-	if !found {
-		o.Result, o.Error = "tempfail", "no usable backend in this group"
-		return o.printMap(stdout, *f.json)
+	// The store knows the backends (it wins over the file) and the
+	// user's live assignment, if any.
+	var live *director.Assignment
+	if cfg.Director.Store == "memory" {
+		o.Note = "store: memory: live assignments are known to the running gateway only; this is the ring of the configured backends"
+	} else if st, serr := openStore(cfg, newLogger(config.Log{Level: "error", Format: "text"}, os.Stderr), false); serr != nil {
+		o.Note = fmt.Sprintf("%v; this is the ring of the configured backends", serr)
+	} else {
+		defer st.Close()
+		stored, herr := st.store.Hosts(ctx)
+		skey, _ := d.StoreKey(o.User, tag)
+		a, ok, gerr := st.store.Get(ctx, skey)
+		if herr != nil || gerr != nil {
+			o.Result, o.Error = "tempfail", fmt.Sprintf("director store: %v", errors.Join(herr, gerr))
+			return o.printMap(stdout, *f.json)
+		}
+		d.HostsChanged(stored)
+		if ok && a.Expires.After(time.Now()) {
+			live = &a
+		}
 	}
-	o.Backend, o.Reason = ip, "hashed (the Director ring)"
-	o.Note = "a live sticky assignment, if the user has one, is known to the running gateway only"
+	ip, found, _ := d.Hashed(o.User, tag)
+	switch {
+	case live != nil:
+		o.Backend, o.Reason = live.Backend, fmt.Sprintf("sticky (assigned until %s)", live.Expires.Local().Format(time.DateTime))
+		if found && ip != live.Backend {
+			o.Reason += fmt.Sprintf("; the ring would now say %s", ip)
+		}
+	case !found:
+		o.Result, o.Error = "tempfail", "no usable backend in this group"
+	default:
+		o.Backend, o.Reason = ip, "hashed (the Director ring)"
+	}
 	return o.printMap(stdout, *f.json)
 }
 
@@ -383,7 +413,3 @@ func (o outcome) printMap(w io.Writer, asJSON bool) int {
 	}
 	return o.exitCode()
 }
-
-// noStore is a director.Store that is never used: director map asks the
-// ring only.
-type noStore struct{ director.Store }

@@ -83,6 +83,9 @@ func lockDir(dataDir string) (*os.File, error) {
 
 // InUse says whether a running process holds dataDir.
 func InUse(dataDir string) bool {
+	if _, err := os.Stat(filepath.Join(dataDir, "maildirector.lock")); err != nil {
+		return false // never started here
+	}
 	f, err := lockDir(dataDir)
 	if err != nil {
 		return errors.Is(err, ErrInUse)
