@@ -8,7 +8,6 @@ package integration
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -50,14 +49,7 @@ func TestMain(m *testing.M) {
 // instead when CI is set: CI must never pass by skipping.
 func requireTools(t testing.TB, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed, and CI is set: integration tests must run (install it, see .ci/run)", tool)
-			}
-			t.Skipf("%s is not installed; skipping integration test (set CI=1 to make this a failure)", tool)
-		}
-	}
+	harness.RequireTools(t, tools...)
 }
 
 // gatewayBinary builds maildirector once per test run.

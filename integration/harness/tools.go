@@ -10,9 +10,8 @@ import (
 
 // RequireTools skips the test when one of the programs is not on the PATH,
 // and fails it instead when the environment variable CI is set: CI must
-// never pass by skipping. It is the rule integration/main_test.go's
-// requireTools applies to dovecot, slapd and mariadbd, for the harness's
-// own starters (StartEtcd).
+// never pass by skipping. The integration tests and the harness's own
+// starters (StartEtcd) apply it alike.
 func RequireTools(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
