@@ -338,6 +338,8 @@ func (s *Store) session(seed []director.Host, by string, up func()) error {
 		return fmt.Errorf("lease: %w", err)
 	}
 	defer func() {
+		// Fence first: revoking may wait for a store that is gone.
+		s.setFenced(true)
 		// Best effort: let the others stop waiting for this gateway now.
 		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
 		s.cli.Revoke(rctx, g.ID)
@@ -369,7 +371,10 @@ func (s *Store) session(seed []director.Host, by string, up func()) error {
 func (s *Store) keepAlive(ctx context.Context, id clientv3.LeaseID, ttl time.Duration) error {
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
-	check := time.NewTicker(100 * time.Millisecond)
+	check := time.NewTicker(25 * time.Millisecond)
+	// Give up a little before the lease can lapse: ending the sessions
+	// takes a moment, and etcd may expire the lease the instant it is due.
+	early := min(ttl/5, time.Second)
 	defer check.Stop()
 	type result struct {
 		sent time.Time
@@ -414,7 +419,7 @@ func (s *Store) keepAlive(ctx context.Context, id clientv3.LeaseID, ttl time.Dur
 			}
 		case <-check.C:
 			s.mu.Lock()
-			lapsed := time.Now().After(s.validUntil)
+			lapsed := time.Now().After(s.validUntil.Add(-early))
 			s.mu.Unlock()
 			if lapsed {
 				return errors.New("lease not renewed in time")
