@@ -395,7 +395,21 @@ func (d *Director) holdLocked(key, backend string) *hold {
 	return nil
 }
 
+// noHoldWait marks a context whose Acquire must not wait for a move.
+type noHoldWait struct{}
+
+// WithoutHoldWait returns a context under which Acquire fails at once,
+// temporarily, for a user a move holds, instead of waiting for the move.
+// A caller that already holds leases must use it (an LMTP transaction with
+// accepted recipients): the move may be waiting for those very leases.
+func WithoutHoldWait(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noHoldWait{}, true)
+}
+
 func (d *Director) waitHold(ctx context.Context, h *hold) error {
+	if ctx.Value(noHoldWait{}) != nil {
+		return auth.Temporary("director", fmt.Errorf("user is being moved (%s of %s)", h.m.Reason, h.m.Backend+h.m.Key))
+	}
 	select {
 	case <-h.done:
 		return nil

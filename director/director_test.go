@@ -264,3 +264,54 @@ func TestAssignmentLostUnderSessionEndsIt(t *testing.T) {
 	}
 	l.Release()
 }
+
+// TestHeldUserWithoutWaiting: a caller that holds leases already (an LMTP
+// transaction) is answered at once for a user a move holds, instead of
+// waiting for a move that waits for it.
+func TestHeldUserWithoutWaiting(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New()
+	d := newDirector(t, newClock(), store, mustHosts(t, "127.0.0.11", "127.0.0.12"))
+	if err := d.Start(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	user := findUser(t, d, "127.0.0.11")
+	var other string
+	for i := 0; other == ""; i++ {
+		if u := fmt.Sprintf("other%d", i); u != user {
+			if ip, _, _ := d.Hashed(u, ""); ip == "127.0.0.11" {
+				other = u
+			}
+		}
+	}
+	// The transaction's first recipient: a lease on the host to be moved.
+	first, err := d.Acquire(ctx, other, "")
+	if err != nil || first.Backend != "127.0.0.11" {
+		t.Fatal(first, err)
+	}
+	l, _ := d.Acquire(ctx, user, "")
+	l.Release()
+	moved := make(chan error, 1)
+	go func() { moved <- director.Flush(ctx, store, "127.0.0.11", "test") }()
+	// Wait until the move holds the host.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, err := d.Acquire(director.WithoutHoldWait(ctx), user, "")
+		if err == nil {
+			l.Release()
+		} else {
+			if auth.KindOf(err) != auth.KindTemporary {
+				t.Fatalf("got %v, want a temporary failure", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the move never held the user")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	first.Release()
+	if err := <-moved; err != nil {
+		t.Fatal(err)
+	}
+}

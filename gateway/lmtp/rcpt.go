@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/maildirector/maildirector/auth"
+	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/gateway"
 )
 
@@ -65,7 +66,13 @@ func (s *session) route(ctx context.Context, addr string) reply {
 		res.Fields = res.Fields.Clone()
 		delete(res.Fields, "nologin")
 	}
-	t, err := s.srv.Pipeline.Route(ctx, req, res)
+	rctx := ctx
+	if len(s.rcpts) > 0 {
+		// This transaction holds leases already: waiting for a move of
+		// this recipient could wait for ourselves.
+		rctx = director.WithoutHoldWait(ctx)
+	}
+	t, err := s.srv.Pipeline.Route(rctx, req, res)
 	if err != nil {
 		log.Warn("lmtp: routing failed", "reason", err)
 		if auth.KindOf(err) == auth.KindInternal && strings.Contains(err.Error(), "loops") {

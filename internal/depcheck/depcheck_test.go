@@ -34,7 +34,7 @@ var allowed = map[string][]string{
 	"gateway/imap":             {"gateway", "mechs", "auth"},
 	"gateway/pop3":             {"gateway", "mechs", "auth"},
 	"gateway/sieve":            {"gateway", "mechs", "auth"},
-	"gateway/lmtp":             {"gateway", "auth"},
+	"gateway/lmtp":             {"gateway", "auth", "director"},
 }
 
 // TestImportDirections fails when a package imports one of ours that it
