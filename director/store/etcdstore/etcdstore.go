@@ -317,7 +317,8 @@ func (s *Store) setFenced(f bool) {
 	was := s.fenced
 	s.fenced = f
 	s.mu.Unlock()
-	if was != f {
+	// Closing (the gateway stops) is no fencing: its sessions end anyway.
+	if was != f && s.ctx.Err() == nil {
 		s.cluster.Fenced(f)
 	}
 }
