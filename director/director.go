@@ -574,6 +574,30 @@ func (d *Director) Fenced(fenced bool) {
 	}
 }
 
+// Load implements Cluster: per backend, the relayed sessions (leases
+// that can be kicked), the deliveries and logins in flight (leases that
+// cannot yet), and the users with either.
+func (d *Director) Load() GatewayLoad {
+	g := GatewayLoad{Sessions: map[string]int{}, Deliveries: map[string]int{}, Users: map[string]int{}, At: time.Now()}
+	d.mu.Lock()
+	g.Fenced = d.fenced
+	for _, au := range d.active {
+		g.Users[au.backend]++
+		for l := range au.leases {
+			l.mu.Lock()
+			session := l.kick != nil
+			l.mu.Unlock()
+			if session {
+				g.Sessions[au.backend]++
+			} else {
+				g.Deliveries[au.backend]++
+			}
+		}
+	}
+	d.mu.Unlock()
+	return g
+}
+
 // IsFenced says whether the gateway is fenced off the store.
 func (d *Director) IsFenced() bool {
 	d.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -44,7 +45,8 @@ func SetVHosts(ctx context.Context, s Store, ip string, vhosts int, by string) e
 	if err != nil {
 		return err
 	}
-	h.VHosts, h.ChangedBy, h.ChangedAt = vhosts, by, time.Now()
+	// An explicit count ends a drain: undrain would restore the old one.
+	h.VHosts, h.Drained, h.DrainedFrom, h.ChangedBy, h.ChangedAt = vhosts, false, 0, by, time.Now()
 	return s.PutHost(ctx, h)
 }
 
@@ -70,7 +72,7 @@ func HostUp(ctx context.Context, s Store, ip, by string) error {
 	if !h.Down {
 		return nil
 	}
-	h.Down, h.ChangedBy, h.ChangedAt = false, by, time.Now()
+	h.Down, h.DownBy, h.ChangedBy, h.ChangedAt = false, "", by, time.Now()
 	return s.PutHost(ctx, h)
 }
 
@@ -81,8 +83,173 @@ func HostDown(ctx context.Context, s Store, ip, by string) error {
 	if err != nil {
 		return err
 	}
-	h.Down, h.ChangedBy, h.ChangedAt = true, by, time.Now()
+	h.Down, h.DownBy, h.ChangedBy, h.ChangedAt = true, DownByOperator, by, time.Now()
 	return s.Move(ctx, Move{ID: NewMoveID(), Backend: ip, Reason: "down", By: by, At: time.Now(), Host: &h})
+}
+
+// HealthDown is HostDown for the health checks: the host is marked as
+// taken down by them, so that they may bring it up again, and the reason
+// joins its health history.
+func HealthDown(ctx context.Context, s Store, ip, reason string) error {
+	h, err := findHost(ctx, s, ip)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	h.Health = appendHealth(h.Health, HealthEvent{At: now, Up: false, Reason: reason})
+	if h.Down {
+		return s.PutHost(ctx, h) // an operator's down stays the operator's
+	}
+	h.Down, h.DownBy, h.ChangedBy, h.ChangedAt = true, DownByHealth, "health: "+reason, now
+	return s.Move(ctx, Move{ID: NewMoveID(), Backend: ip, Reason: "down", By: "health", At: now, Host: &h})
+}
+
+// HealthUp brings up a host the health checks took down; a host an
+// operator took down stays down. It reports whether the host came up.
+func HealthUp(ctx context.Context, s Store, ip, reason string) (bool, error) {
+	h, err := findHost(ctx, s, ip)
+	if err != nil {
+		return false, err
+	}
+	now := time.Now()
+	h.Health = appendHealth(h.Health, HealthEvent{At: now, Up: true, Reason: reason})
+	up := h.Down && h.DownBy == DownByHealth
+	if up {
+		h.Down, h.DownBy, h.ChangedBy, h.ChangedAt = false, "", "health: "+reason, now
+	}
+	return up, s.PutHost(ctx, h)
+}
+
+func appendHealth(hs []HealthEvent, e HealthEvent) []HealthEvent {
+	hs = append(hs, e)
+	if len(hs) > maxHealthEvents {
+		hs = hs[len(hs)-maxHealthEvents:]
+	}
+	return hs
+}
+
+// Kick ends key's sessions on every gateway; the assignment stays.
+func Kick(ctx context.Context, s Store, key, by string) error {
+	return s.Move(ctx, Move{ID: NewMoveID(), Key: key, Keep: true, Reason: "kick", By: by, At: time.Now()})
+}
+
+// Undrain gives a drained backend its vhosts back.
+func Undrain(ctx context.Context, s Store, ip, by string) error {
+	h, err := findHost(ctx, s, ip)
+	if err != nil {
+		return err
+	}
+	if !h.Drained {
+		return nil
+	}
+	h.VHosts, h.Drained, h.DrainedFrom, h.ChangedBy, h.ChangedAt = h.DrainedFrom, false, 0, by, time.Now()
+	return s.PutHost(ctx, h)
+}
+
+// DrainProgress is what a drain reports while it waits.
+type DrainProgress struct {
+	Host       string        `json:"host"`
+	Elapsed    time.Duration `json:"elapsed_ns"`
+	Sessions   int           `json:"sessions"`   // relayed sessions on the host, all gateways
+	Deliveries int           `json:"deliveries"` // LMTP deliveries (and logins) in flight to it
+	Users      int           `json:"users"`      // live assignments to it
+	Gateways   int           `json:"gateways"`
+	Kicked     bool          `json:"kicked"`
+	Done       bool          `json:"done"`
+}
+
+// ErrDrainTimeout: the host still serves someone when the drain's time
+// is up; it stays drained.
+var ErrDrainTimeout = errors.New("director: drain timed out; the host stays drained")
+
+// DrainOptions tune Drain.
+type DrainOptions struct {
+	// KickAfter, when positive, moves the remaining users away (safely)
+	// once this long has passed; zero only waits.
+	KickAfter time.Duration
+	// Timeout, when positive, ends the wait with ErrDrainTimeout.
+	Timeout time.Duration
+	// Progress is called at every look (about twice a second).
+	Progress func(DrainProgress)
+}
+
+// gatewayReportLag bounds how old a gateway's report may be and still
+// count: gateways report at least every ten seconds.
+const gatewayReportLag = 15 * time.Second
+
+// Drain takes a backend out of service the safe way (the seed memo's
+// seven steps as one call): no new users (vhosts 0, the old count
+// remembered for Undrain); existing users stay until their sessions end,
+// or, after KickAfter, are moved away safely; it returns once no gateway
+// has a session on the host nor a delivery in flight to it. Run again
+// (after a gateway died mid-way, say), it goes on where it was.
+func Drain(ctx context.Context, s Store, ip string, o DrainOptions, by string) error {
+	h, err := findHost(ctx, s, ip)
+	if err != nil {
+		return err
+	}
+	if !h.Drained {
+		h.Drained, h.DrainedFrom, h.VHosts, h.ChangedBy, h.ChangedAt = true, h.VHosts, 0, by, time.Now()
+		if err := s.PutHost(ctx, h); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	kicked := false
+	quiet := 0
+	for {
+		p := DrainProgress{Host: ip, Elapsed: time.Since(start), Kicked: kicked}
+		loads, err := s.Gateways(ctx)
+		if err != nil {
+			return err
+		}
+		for _, g := range loads {
+			if !g.At.IsZero() && time.Since(g.At) > gatewayReportLag {
+				continue // a report left by a gateway that is going away
+			}
+			p.Gateways++
+			p.Sessions += g.Sessions[ip]
+			p.Deliveries += g.Deliveries[ip]
+		}
+		now := time.Now()
+		if err := s.Range(ctx, func(_ string, a Assignment) bool {
+			if a.Backend == ip && a.Expires.After(now) {
+				p.Users++
+			}
+			return true
+		}); err != nil {
+			return err
+		}
+		// Two looks in a row with nothing on the host, a report apart:
+		// a login that was just being placed there has shown up by then.
+		if p.Sessions == 0 && p.Deliveries == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		p.Done = quiet >= 3
+		if o.Progress != nil {
+			o.Progress(p)
+		}
+		if p.Done {
+			return nil
+		}
+		if o.KickAfter > 0 && !kicked && time.Since(start) >= o.KickAfter {
+			kicked = true
+			if err := Flush(ctx, s, ip, by); err != nil {
+				return err
+			}
+			continue
+		}
+		if o.Timeout > 0 && time.Since(start) >= o.Timeout {
+			return ErrDrainTimeout
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // Flush sends a backend's users back to the ring (Dovecot's safe
@@ -94,19 +261,39 @@ func Flush(ctx context.Context, s Store, ip, by string) error {
 	return s.Move(ctx, Move{ID: NewMoveID(), Backend: ip, Reason: "flush", By: by, At: time.Now()})
 }
 
+// ErrLastHost: the last backend cannot be removed.
+var ErrLastHost = errors.New("director: the last backend cannot be removed")
+
 // RemoveHost moves a backend's users away and forgets the backend.
 func RemoveHost(ctx context.Context, s Store, ip, by string) error {
-	if _, err := findHost(ctx, s, ip); err != nil {
+	hosts, err := s.Hosts(ctx)
+	if err != nil {
 		return err
+	}
+	found := false
+	for _, h := range hosts {
+		found = found || h.IP == ip
+	}
+	if !found {
+		return fmt.Errorf("%w: %s", ErrNotFound, ip)
+	}
+	if len(hosts) == 1 {
+		return ErrLastHost
 	}
 	return s.Move(ctx, Move{ID: NewMoveID(), Backend: ip, Reason: "remove", By: by, At: time.Now(), RemoveHost: true})
 }
 
 // MoveUser ends key's sessions everywhere and assigns it to backend for
 // userExpire.
+// A drained backend (vhosts 0) may take a chosen user this way: a test
+// account, while nobody else lands there.
 func MoveUser(ctx context.Context, s Store, key, backend string, userExpire time.Duration, by string) error {
-	if _, err := findHost(ctx, s, backend); err != nil {
+	h, err := findHost(ctx, s, backend)
+	if err != nil {
 		return err
+	}
+	if h.Down {
+		return fmt.Errorf("director: %s is down", backend)
 	}
 	return s.Move(ctx, Move{ID: NewMoveID(), Key: key, To: backend, Until: time.Now().Add(userExpire), Reason: "move", By: by, At: time.Now()})
 }

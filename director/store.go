@@ -21,6 +21,43 @@ type HostRecord struct {
 	Host
 	ChangedBy string    `json:"changed_by,omitempty"`
 	ChangedAt time.Time `json:"changed_at"`
+	// Drained: the host takes no new users (VHosts 0) until undrained,
+	// which restores DrainedFrom.
+	Drained     bool `json:"drained,omitempty"`
+	DrainedFrom int  `json:"drained_from,omitempty"`
+	// DownBy says who took a down host down: DownByOperator or
+	// DownByHealth. Health checks bring up only hosts they took down.
+	DownBy string `json:"down_by,omitempty"`
+	// Health holds the last health transitions, newest last.
+	Health []HealthEvent `json:"health,omitempty"`
+}
+
+// Who took a host down.
+const (
+	DownByOperator = "operator"
+	DownByHealth   = "health"
+)
+
+// HealthEvent is one health transition of a host.
+type HealthEvent struct {
+	At     time.Time `json:"at"`
+	Up     bool      `json:"up"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// maxHealthEvents bounds a host's stored health history.
+const maxHealthEvents = 10
+
+// GatewayLoad is what one gateway serves, per backend IP, as it reports it
+// to the others through the store.
+type GatewayLoad struct {
+	ID         string         `json:"id"`
+	Name       string         `json:"name"`
+	Sessions   map[string]int `json:"sessions,omitempty"`   // relayed sessions
+	Deliveries map[string]int `json:"deliveries,omitempty"` // LMTP deliveries (and logins) in flight
+	Users      map[string]int `json:"users,omitempty"`      // users with either
+	Fenced     bool           `json:"fenced,omitempty"`
+	At         time.Time      `json:"at"`
 }
 
 // Move ends the sessions of some users on every gateway, then changes
@@ -41,6 +78,9 @@ type Move struct {
 	// record instead.
 	Host       *HostRecord `json:"host,omitempty"`
 	RemoveHost bool        `json:"remove_host,omitempty"`
+	// Keep leaves the assignment as it is: the move only ends the
+	// sessions (a kick).
+	Keep bool `json:"keep,omitempty"`
 }
 
 // Refresh asks for Key's assignment to Backend to last until Until.
@@ -91,6 +131,13 @@ type Store interface {
 	// gateway ended the selected users' sessions (or was fenced out), and
 	// their assignments were changed.
 	Move(ctx context.Context, m Move) error
+
+	// Gateways returns what each live gateway reported it serves.
+	Gateways(ctx context.Context) ([]GatewayLoad, error)
+	// Lead runs fn while this gateway leads the election name (one
+	// gateway of the cluster at a time), cancelling fn's context when the
+	// lead is lost, and campaigns again; it returns when ctx ends.
+	Lead(ctx context.Context, name string, fn func(ctx context.Context)) error
 }
 
 // Cluster is what a store needs from the director of its gateway.
@@ -107,6 +154,8 @@ type Cluster interface {
 	// lease on the cluster lapsed): while fenced it ends its sessions and
 	// admits nobody.
 	Fenced(fenced bool)
+	// Load reports what this gateway serves.
+	Load() GatewayLoad
 }
 
 // ErrFenced is returned while a gateway cannot vouch for what it knows.

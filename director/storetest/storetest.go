@@ -8,6 +8,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -101,6 +102,8 @@ func Run(t *testing.T, b Backend) {
 	t.Run("HostDownMovesSafely", func(t *testing.T) { hostDownMoves(t, b) })
 	t.Run("MoveWaitsForDeliveries", func(t *testing.T) { moveWaitsForDeliveries(t, b) })
 	t.Run("MoveUser", func(t *testing.T) { moveUser(t, b) })
+	t.Run("KickKeepsAssignment", func(t *testing.T) { kick(t, b) })
+	t.Run("DrainWaitsThenKicks", func(t *testing.T) { drain(t, b) })
 	if b.Outage != nil {
 		t.Run("FencedWhileStoreIsGone", func(t *testing.T) { fenced(t, b) })
 	}
@@ -385,4 +388,75 @@ func fenced(t *testing.T, b Backend) {
 		t.Fatalf("after the outage: %+v %v", l, err)
 	}
 	l.Release()
+}
+
+func kick(t *testing.T, b Backend) {
+	ctx := context.Background()
+	g1 := gateway(t, b, "127.0.0.11", "127.0.0.12")
+	g2 := gateway(t, b, "127.0.0.11", "127.0.0.12")
+	user := userOn(t, g1, "127.0.0.12", 4)
+	s1, s2 := open(t, g1, user), open(t, g2, user)
+	key, _ := g1.StoreKey(user, "")
+	if err := director.Kick(ctx, g2.Store(), key, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if !s1.kicked.Load() || !s2.kicked.Load() {
+		t.Fatal("kick left a session")
+	}
+	a, ok, err := g1.Store().Get(ctx, key)
+	if err != nil || !ok || a.Backend != "127.0.0.12" {
+		t.Fatalf("assignment after kick: %+v %v %v", a, ok, err)
+	}
+}
+
+func drain(t *testing.T, b Backend) {
+	ctx := context.Background()
+	g1 := gateway(t, b, "127.0.0.11", "127.0.0.12")
+	g2 := gateway(t, b, "127.0.0.11", "127.0.0.12")
+	held := userOn(t, g1, "127.0.0.11", 5)
+	fresh := userOn(t, g1, "127.0.0.11", 6)
+	s1 := open(t, g2, held)
+	// The gateways report what they serve.
+	waitFor(t, "the load report", func() bool {
+		loads, err := g1.Store().Gateways(ctx)
+		if err != nil {
+			return false
+		}
+		n := 0
+		for _, l := range loads {
+			n += l.Sessions["127.0.0.11"]
+		}
+		return n == 1
+	})
+	var last director.DrainProgress
+	err := director.Drain(ctx, g1.Store(), "127.0.0.11", director.DrainOptions{Timeout: 1500 * time.Millisecond,
+		Progress: func(p director.DrainProgress) { last = p }}, "test")
+	if !errors.Is(err, director.ErrDrainTimeout) || last.Sessions != 1 || s1.kicked.Load() {
+		t.Fatalf("drain without kick: %v, %+v, kicked %v", err, last, s1.kicked.Load())
+	}
+	// Drained: a new user is not placed there, the held one stays.
+	waitFor(t, "the drained ring", func() bool {
+		ip, _, _ := g2.Hashed(fresh, "")
+		return ip == "127.0.0.12"
+	})
+	l, err := g2.Acquire(ctx, fresh, "")
+	if err != nil || l.Backend != "127.0.0.12" {
+		t.Fatalf("new user on a drained host: %+v %v", l, err)
+	}
+	l.Release()
+	// Again, kicking after a moment: the held session ends, the drain
+	// completes.
+	if err := director.Drain(ctx, g1.Store(), "127.0.0.11", director.DrainOptions{KickAfter: 300 * time.Millisecond, Timeout: 30 * time.Second}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if !s1.kicked.Load() {
+		t.Fatal("drain completed with a session left")
+	}
+	if err := director.Undrain(ctx, g1.Store(), "127.0.0.11", "test"); err != nil {
+		t.Fatal(err)
+	}
+	hs, _ := g1.Store().Hosts(ctx)
+	if hs[0].VHosts != 100 || hs[0].Drained {
+		t.Fatalf("after undrain: %+v", hs[0])
+	}
 }

@@ -361,6 +361,7 @@ func (s *Store) session(seed []director.Host, by string, up func()) error {
 	errc := make(chan error, 3)
 	go func() { errc <- s.keepAlive(ctx, g.ID, time.Duration(g.TTL)*time.Second) }()
 	go func() { errc <- s.sweep(ctx, g.ID) }()
+	go func() { errc <- s.publish(ctx, g.ID) }()
 	go func() { errc <- s.follow(ctx, func() { s.setFenced(false); up() }) }()
 	s.log.Info("etcd: joined the cluster store", "lease", fmt.Sprintf("%x", int64(g.ID)), "name", s.cfg.Name)
 	return <-errc
@@ -746,6 +747,7 @@ func (s *Store) tryFinalize(ctx context.Context, id string) (done bool, err erro
 	}
 	guard := clientv3.Compare(clientv3.CreateRevision(s.moveKey(id)), "=", moveRev)
 	switch {
+	case m.Keep:
 	case m.Key != "" && m.To != "":
 		a := director.Assignment{Backend: m.To, Expires: m.Until}
 		if _, err := s.cli.Txn(ctx).If(guard).Then(clientv3.OpPut(s.userKey(m.Key), encodeAssignment(a))).Commit(); err != nil {
@@ -1115,4 +1117,61 @@ func (s *Store) Members() map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+func (s *Store) loadKey(l clientv3.LeaseID) string {
+	return s.pfx + "load/" + strconv.FormatInt(int64(l), 16)
+}
+
+// publishEvery is how often a gateway tells the others what it serves
+// (when that changed): drain and status read it.
+const publishEvery = time.Second
+
+// publish writes this gateway's load under its lease whenever it changes,
+// and at least every ten rounds (so that readers see it is current).
+func (s *Store) publish(ctx context.Context, lease clientv3.LeaseID) error {
+	var last string
+	rounds := 0
+	t := time.NewTicker(publishEvery)
+	defer t.Stop()
+	for {
+		g := s.cluster.Load()
+		g.ID, g.Name = strconv.FormatInt(int64(lease), 16), s.cfg.Name
+		at := g.At
+		g.At = time.Time{}
+		b, _ := json.Marshal(g)
+		if string(b) != last || rounds >= 10 {
+			g.At = at
+			full, _ := json.Marshal(g)
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+			_, err := s.cli.Put(pctx, s.loadKey(lease), string(full), clientv3.WithLease(lease))
+			cancel()
+			if err == nil {
+				last, rounds = string(b), 0
+			}
+		}
+		rounds++
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Gateways implements director.Store.
+func (s *Store) Gateways(ctx context.Context) ([]director.GatewayLoad, error) {
+	resp, err := s.cli.Get(ctx, s.pfx+"load/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	var out []director.GatewayLoad
+	for _, kv := range resp.Kvs {
+		var g director.GatewayLoad
+		if json.Unmarshal(kv.Value, &g) == nil {
+			out = append(out, g)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }

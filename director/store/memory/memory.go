@@ -11,6 +11,7 @@ package memory
 import (
 	"context"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -215,6 +216,7 @@ func (s *Store) Move(ctx context.Context, m director.Move) error {
 	}
 	s.mu.Lock()
 	switch {
+	case m.Keep:
 	case m.Key != "" && m.To != "":
 		s.m[m.Key] = director.Assignment{Backend: m.To, Expires: m.Until}
 	case m.Key != "":
@@ -235,4 +237,20 @@ func (s *Store) Move(ctx context.Context, m director.Move) error {
 	}
 	end()
 	return nil
+}
+
+// Gateways implements director.Store: every attached director.
+func (s *Store) Gateways(context.Context) ([]director.GatewayLoad, error) {
+	s.mu.Lock()
+	cs := append([]director.Cluster(nil), s.clusters...)
+	s.mu.Unlock()
+	out := make([]director.GatewayLoad, len(cs))
+	for i, c := range cs {
+		out[i] = c.Load()
+		out[i].ID = strconv.Itoa(i)
+		if out[i].Name == "" {
+			out[i].Name = "local"
+		}
+	}
+	return out, nil
 }
