@@ -21,10 +21,10 @@ type Host struct {
 	// IP is the backend's address as a string. Dovecot hashes this very
 	// string into the ring, so it is the backend's identity: changing a
 	// backend's IP moves its users.
-	IP     string
-	Tag    string // backend group ("" is the default group), Dovecot's @tag
-	VHosts int    // ring points; 0 drains the host of new users
-	Down   bool   // down hosts get no new users either
+	IP     string `json:"ip"`
+	Tag    string `json:"tag,omitempty"`  // backend group ("" is the default group), Dovecot's @tag
+	VHosts int    `json:"vhosts"`         // ring points; 0 drains the host of new users
+	Down   bool   `json:"down,omitempty"` // down hosts get no new users either
 }
 
 // ParseHosts reads backend specs in the spirit of Dovecot's

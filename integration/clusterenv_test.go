@@ -231,15 +231,17 @@ func storedHosts(t testing.TB, bin, conf string) []director.Host {
 		}
 		t.Fatalf("director status: %v", err)
 	}
-	var recs []struct {
-		director.HostRecord
-		Users int `json:"users"`
+	var status struct {
+		Hosts []struct {
+			director.HostRecord
+			Users int `json:"users"`
+		} `json:"hosts"`
 	}
-	if err := json.Unmarshal(out, &recs); err != nil {
+	if err := json.Unmarshal(out, &status); err != nil {
 		t.Fatalf("director status --json: %v\n%s", err, out)
 	}
 	var hosts []director.Host
-	for _, r := range recs {
+	for _, r := range status.Hosts {
 		hosts = append(hosts, r.Host)
 	}
 	return hosts

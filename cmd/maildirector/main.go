@@ -34,6 +34,12 @@ commands:
   director flush [-c FILE] [--timeout D] HOST|all
                          change the backends cluster-wide; down, remove and flush
                          end the moved users' sessions on every gateway first
+  director drain [-c FILE] [--kick-after D] [--timeout D] [--json] HOST
+                         no new users for HOST; wait until no gateway serves it
+                         (move the rest after --kick-after); exit 75 on --timeout
+  director undrain [-c FILE] HOST
+  director kick [-c FILE] [-t TAG] USER
+  director move [-c FILE] [-t TAG] USER HOST
 
 The lookup tools exit 0 for OK, 1 when the databases said no, 75 when one
 could not answer (temporary), 70 on an internal failure, 2 on usage errors.
@@ -70,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "director":
 		if len(args) > 1 {
 			switch args[1] {
-			case "status", "add", "update", "up", "down", "remove", "flush":
+			case "status", "add", "update", "up", "down", "remove", "flush", "drain", "undrain", "kick", "move":
 				return cmdDirectorHosts(args[1], args[2:], stdout, stderr)
 			}
 		}
