@@ -174,7 +174,8 @@ type DrainOptions struct {
 }
 
 // gatewayReportLag bounds how old a gateway's report may be and still
-// count: gateways report at least every ten seconds.
+// count: gateways report when their load changes and at least every five
+// seconds.
 const gatewayReportLag = 15 * time.Second
 
 // Drain takes a backend out of service the safe way (the seed memo's
@@ -195,21 +196,26 @@ func Drain(ctx context.Context, s Store, ip string, o DrainOptions, by string) e
 		}
 	}
 	start := time.Now()
-	kicked := false
-	quiet := 0
+	kicked, flushed := false, false
+	var zeroSince time.Time // the first look of the current empty streak
 	for {
+		look := time.Now()
 		p := DrainProgress{Host: ip, Elapsed: time.Since(start), Kicked: kicked}
 		loads, err := s.Gateways(ctx)
 		if err != nil {
 			return err
 		}
+		fresh := true // every gateway reported after the streak began
 		for _, g := range loads {
-			if !g.At.IsZero() && time.Since(g.At) > gatewayReportLag {
+			if time.Since(g.At) > gatewayReportLag {
 				continue // a report left by a gateway that is going away
 			}
 			p.Gateways++
 			p.Sessions += g.Sessions[ip]
 			p.Deliveries += g.Deliveries[ip]
+			if !zeroSince.IsZero() && !g.At.After(zeroSince) {
+				fresh = false
+			}
 		}
 		now := time.Now()
 		if err := s.Range(ctx, func(_ string, a Assignment) bool {
@@ -220,14 +226,26 @@ func Drain(ctx context.Context, s Store, ip string, o DrainOptions, by string) e
 		}); err != nil {
 			return err
 		}
-		// Two looks in a row with nothing on the host, a report apart:
-		// a login that was just being placed there has shown up by then.
-		if p.Sessions == 0 && p.Deliveries == 0 {
-			quiet++
-		} else {
-			quiet = 0
+		// Empty only when every gateway has said so since the streak
+		// began: a report may be up to a publishing period old.
+		if p.Sessions > 0 || p.Deliveries > 0 {
+			zeroSince = time.Time{}
+		} else if zeroSince.IsZero() {
+			zeroSince = look
+		} else if fresh {
+			if p.Users > 0 && !flushed {
+				// Nobody is on the host, but some users are still
+				// assigned to it and would log in there: send them to
+				// the ring (no session to end).
+				flushed = true
+				if err := Flush(ctx, s, ip, by); err != nil {
+					return err
+				}
+				zeroSince = time.Time{}
+				continue
+			}
+			p.Done = true
 		}
-		p.Done = quiet >= 3
 		if o.Progress != nil {
 			o.Progress(p)
 		}

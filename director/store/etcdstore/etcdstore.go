@@ -1128,7 +1128,7 @@ func (s *Store) loadKey(l clientv3.LeaseID) string {
 const publishEvery = time.Second
 
 // publish writes this gateway's load under its lease whenever it changes,
-// and at least every ten rounds (so that readers see it is current).
+// and at least every five rounds (so that a drain sees it is current).
 func (s *Store) publish(ctx context.Context, lease clientv3.LeaseID) error {
 	var last string
 	rounds := 0
@@ -1140,7 +1140,7 @@ func (s *Store) publish(ctx context.Context, lease clientv3.LeaseID) error {
 		at := g.At
 		g.At = time.Time{}
 		b, _ := json.Marshal(g)
-		if string(b) != last || rounds >= 10 {
+		if string(b) != last || rounds >= 5 {
 			g.At = at
 			full, _ := json.Marshal(g)
 			pctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
