@@ -34,6 +34,8 @@ type Config struct {
 	Sieve          Sieve    `yaml:"sieve"`
 	Limits         Limits   `yaml:"limits"`
 	Log            Log      `yaml:"log"`
+	// Admin is the runtime admin surface: socket and API.
+	Admin Admin `yaml:"admin"`
 	// HAProxyTrustedNetworks may send PROXY protocol headers to listeners
 	// with haproxy: true (Dovecot's haproxy_trusted_networks).
 	HAProxyTrustedNetworks []string `yaml:"haproxy_trusted_networks"`
@@ -305,6 +307,7 @@ func (c *Config) applyDefaults() {
 	if c.Director.Etcd.Prefix == "" {
 		c.Director.Etcd.Prefix = "/maildirector/"
 	}
+	c.Admin.applyDefaults()
 	if c.HAProxyTimeout == 0 {
 		c.HAProxyTimeout = 3 * time.Second
 	}
@@ -434,6 +437,7 @@ func (c *Config) validate() error {
 	default:
 		add("director.embedded.initial_cluster_state: want new or existing")
 	}
+	c.Admin.validate(add)
 	if c.Limits.MaxLineLength < 1024 {
 		add("limits.max_line_length: at least 1024")
 	}

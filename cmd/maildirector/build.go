@@ -29,6 +29,7 @@ type app struct {
 	director *director.Director
 	pipeline *gateway.Pipeline
 	auth     *authbuild.DBs
+	admin    *adminDoors
 }
 
 func newLogger(c config.Log, w *os.File) *slog.Logger {
@@ -211,11 +212,15 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store) (*app, er
 		}
 		srv.Listeners = append(srv.Listeners, gl)
 	}
+	doors, err := buildAdmin(cfg, dir, log)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		adb.Close()
 		return nil, errors.Join(errs...)
 	}
-	return &app{server: srv, director: dir, pipeline: pipeline, auth: adb}, nil
+	return &app{server: srv, director: dir, pipeline: pipeline, auth: adb, admin: doors}, nil
 }
 
 // backendTLSConfig builds the base TLS configuration for backends: the

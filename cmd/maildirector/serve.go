@@ -127,6 +127,11 @@ func cmdServe(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go a.director.Run(ctx)
+	adminWait, err := a.admin.start(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return 1
+	}
 	// SIGHUP flushes the auth cache, as it does in Dovecot.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -153,5 +158,6 @@ func cmdServe(args []string, stderr io.Writer) int {
 	log.Info("shutting down")
 	a.server.Shutdown(cfg.LMTP.ShutdownGrace)
 	<-done
+	adminWait()
 	return 0
 }

@@ -35,6 +35,7 @@ var allowed = map[string][]string{
 	"gateway/pop3":             {"gateway", "mechs", "auth"},
 	"gateway/sieve":            {"gateway", "mechs", "auth"},
 	"gateway/lmtp":             {"gateway", "auth", "director"},
+	"admin":                    {"director", "auth"},
 }
 
 // TestImportDirections fails when a package imports one of ours that it
