@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"director/store/etcdstore": {"director"},
 	"director/store/embedded":  {},
 	"director/storetest":       {"director", "auth"},
+	"director/health":          {"director", "auth"},
 	"gateway":                  {"auth", "director", "mechs"},
 	"gateway/imap":             {"gateway", "mechs", "auth"},
 	"gateway/pop3":             {"gateway", "mechs", "auth"},

@@ -61,12 +61,12 @@ func (s *Store) leadOnce(ctx context.Context, name string, fn func(ctx context.C
 		s.revoke(grant.ID) // deletes the candidate key with it
 	}()
 
-	cctx, stop := context.WithCancel(ctx)
-	defer stop()
+	cctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	go func() {
 		select {
 		case <-sess.Done():
-			stop()
+			stop(errors.New("the election's lease lapsed"))
 		case <-cctx.Done():
 		}
 	}()
@@ -85,7 +85,7 @@ func (s *Store) leadOnce(ctx context.Context, name string, fn func(ctx context.C
 		return err
 	}
 	if cctx.Err() != nil {
-		return errors.New("the election's lease lapsed while campaigning")
+		return context.Cause(cctx)
 	}
 
 	// Elected. Leadership lasts while the candidate key does and the
