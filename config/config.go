@@ -189,6 +189,8 @@ type Director struct {
 	Name     string   `yaml:"name"`
 	Etcd     Etcd     `yaml:"etcd"`
 	Embedded Embedded `yaml:"embedded"`
+	// Health turns on the built-in backend health checks.
+	Health *Health `yaml:"health"`
 }
 
 // Etcd configures an external etcd v3 cluster.
@@ -306,6 +308,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Director.Etcd.Prefix == "" {
 		c.Director.Etcd.Prefix = "/maildirector/"
+	}
+	if c.Director.Health != nil {
+		c.Director.Health.applyDefaults()
 	}
 	c.Admin.applyDefaults()
 	if c.HAProxyTimeout == 0 {
@@ -428,6 +433,9 @@ func (c *Config) validate() error {
 	}
 	if c.Director.LeaseTTL != 0 && c.Director.LeaseTTL < 2*time.Second {
 		add("director.lease_ttl: at least 2s")
+	}
+	if c.Director.Health != nil {
+		c.Director.Health.validate(add)
 	}
 	if e := c.Director.Embedded; (e.InitialCluster == "") != (len(e.PeerURLs) == 0) {
 		add("director.embedded: peer_urls and initial_cluster go together")

@@ -132,6 +132,11 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return 1
 	}
+	_, healthWait, err := startHealth(ctx, cfg, st.store, name, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return 1
+	}
 	// SIGHUP flushes the auth cache, as it does in Dovecot.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -159,5 +164,6 @@ func cmdServe(args []string, stderr io.Writer) int {
 	a.server.Shutdown(cfg.LMTP.ShutdownGrace)
 	<-done
 	adminWait()
+	healthWait()
 	return 0
 }
