@@ -41,39 +41,38 @@ func SetVHosts(ctx context.Context, s Store, ip string, vhosts int, by string) e
 	if vhosts < 0 || vhosts > MaxVHosts {
 		return fmt.Errorf("vhost count must be 0..%d", MaxVHosts)
 	}
-	h, err := findHost(ctx, s, ip)
-	if err != nil {
-		return err
-	}
-	// An explicit count ends a drain: undrain would restore the old one.
-	h.VHosts, h.Drained, h.DrainedFrom, h.ChangedBy, h.ChangedAt = vhosts, false, 0, by, time.Now()
-	return s.PutHost(ctx, h)
+	return s.UpdateHost(ctx, ip, func(h *HostRecord) error {
+		// An explicit count ends a drain: undrain would restore the old one.
+		h.VHosts, h.Drained, h.DrainedFrom, h.ChangedBy, h.ChangedAt = vhosts, false, 0, by, time.Now()
+		return nil
+	})
 }
 
 // AddHost adds a backend, or changes its vhost count if it exists (the
 // tag of an existing host cannot change, as in Dovecot).
 func AddHost(ctx context.Context, s Store, h Host, by string) error {
-	old, err := findHost(ctx, s, h.IP)
-	if err == nil && old.Tag != h.Tag {
-		return fmt.Errorf("host %s has tag %q; a tag cannot be changed", h.IP, old.Tag)
-	}
-	if err == nil {
-		h.Down = old.Down
+	err := s.UpdateHost(ctx, h.IP, func(old *HostRecord) error {
+		if old.Tag != h.Tag {
+			return fmt.Errorf("host %s has tag %q; a tag cannot be changed", h.IP, old.Tag)
+		}
+		old.VHosts, old.Drained, old.DrainedFrom, old.ChangedBy, old.ChangedAt = h.VHosts, false, 0, by, time.Now()
+		return nil
+	})
+	if !errors.Is(err, ErrNotFound) {
+		return err
 	}
 	return s.PutHost(ctx, HostRecord{Host: h, ChangedBy: by, ChangedAt: time.Now()})
 }
 
 // HostUp lets a backend take new users again.
 func HostUp(ctx context.Context, s Store, ip, by string) error {
-	h, err := findHost(ctx, s, ip)
-	if err != nil {
-		return err
-	}
-	if !h.Down {
+	return s.UpdateHost(ctx, ip, func(h *HostRecord) error {
+		if !h.Down {
+			return ErrUnchanged
+		}
+		h.Down, h.DownBy, h.ChangedBy, h.ChangedAt = false, "", by, time.Now()
 		return nil
-	}
-	h.Down, h.DownBy, h.ChangedBy, h.ChangedAt = false, "", by, time.Now()
-	return s.PutHost(ctx, h)
+	})
 }
 
 // HostDown marks a backend down and moves its users away, safely: their
@@ -91,14 +90,18 @@ func HostDown(ctx context.Context, s Store, ip, by string) error {
 // taken down by them, so that they may bring it up again, and the reason
 // joins its health history.
 func HealthDown(ctx context.Context, s Store, ip, reason string) error {
-	h, err := findHost(ctx, s, ip)
-	if err != nil {
+	now := time.Now()
+	var h HostRecord
+	down := false
+	if err := s.UpdateHost(ctx, ip, func(r *HostRecord) error {
+		r.Health = appendHealth(r.Health, HealthEvent{At: now, Up: false, Reason: reason})
+		h, down = *r, r.Down
+		return nil
+	}); err != nil {
 		return err
 	}
-	now := time.Now()
-	h.Health = appendHealth(h.Health, HealthEvent{At: now, Up: false, Reason: reason})
-	if h.Down {
-		return s.PutHost(ctx, h) // an operator's down stays the operator's
+	if down {
+		return nil // an operator's down stays the operator's
 	}
 	h.Down, h.DownBy, h.ChangedBy, h.ChangedAt = true, DownByHealth, "health: "+reason, now
 	return s.Move(ctx, Move{ID: NewMoveID(), Backend: ip, Reason: "down", By: "health", At: now, Host: &h})
@@ -107,17 +110,17 @@ func HealthDown(ctx context.Context, s Store, ip, reason string) error {
 // HealthUp brings up a host the health checks took down; a host an
 // operator took down stays down. It reports whether the host came up.
 func HealthUp(ctx context.Context, s Store, ip, reason string) (bool, error) {
-	h, err := findHost(ctx, s, ip)
-	if err != nil {
-		return false, err
-	}
 	now := time.Now()
-	h.Health = appendHealth(h.Health, HealthEvent{At: now, Up: true, Reason: reason})
-	up := h.Down && h.DownBy == DownByHealth
-	if up {
-		h.Down, h.DownBy, h.ChangedBy, h.ChangedAt = false, "", "health: "+reason, now
-	}
-	return up, s.PutHost(ctx, h)
+	up := false
+	err := s.UpdateHost(ctx, ip, func(h *HostRecord) error {
+		h.Health = appendHealth(h.Health, HealthEvent{At: now, Up: true, Reason: reason})
+		up = h.Down && h.DownBy == DownByHealth
+		if up {
+			h.Down, h.DownBy, h.ChangedBy, h.ChangedAt = false, "", "health: "+reason, now
+		}
+		return nil
+	})
+	return up && err == nil, err
 }
 
 func appendHealth(hs []HealthEvent, e HealthEvent) []HealthEvent {
@@ -135,15 +138,13 @@ func Kick(ctx context.Context, s Store, key, by string) error {
 
 // Undrain gives a drained backend its vhosts back.
 func Undrain(ctx context.Context, s Store, ip, by string) error {
-	h, err := findHost(ctx, s, ip)
-	if err != nil {
-		return err
-	}
-	if !h.Drained {
+	return s.UpdateHost(ctx, ip, func(h *HostRecord) error {
+		if !h.Drained {
+			return ErrUnchanged
+		}
+		h.VHosts, h.Drained, h.DrainedFrom, h.ChangedBy, h.ChangedAt = h.DrainedFrom, false, 0, by, time.Now()
 		return nil
-	}
-	h.VHosts, h.Drained, h.DrainedFrom, h.ChangedBy, h.ChangedAt = h.DrainedFrom, false, 0, by, time.Now()
-	return s.PutHost(ctx, h)
+	})
 }
 
 // DrainProgress is what a drain reports while it waits.
@@ -185,15 +186,14 @@ const gatewayReportLag = 15 * time.Second
 // has a session on the host nor a delivery in flight to it. Run again
 // (after a gateway died mid-way, say), it goes on where it was.
 func Drain(ctx context.Context, s Store, ip string, o DrainOptions, by string) error {
-	h, err := findHost(ctx, s, ip)
-	if err != nil {
-		return err
-	}
-	if !h.Drained {
-		h.Drained, h.DrainedFrom, h.VHosts, h.ChangedBy, h.ChangedAt = true, h.VHosts, 0, by, time.Now()
-		if err := s.PutHost(ctx, h); err != nil {
-			return err
+	if err := s.UpdateHost(ctx, ip, func(h *HostRecord) error {
+		if h.Drained {
+			return ErrUnchanged // a drain run again goes on
 		}
+		h.Drained, h.DrainedFrom, h.VHosts, h.ChangedBy, h.ChangedAt = true, h.VHosts, 0, by, time.Now()
+		return nil
+	}); err != nil {
+		return err
 	}
 	start := time.Now()
 	kicked, flushed := false, false

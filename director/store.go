@@ -111,6 +111,11 @@ type Store interface {
 	// PutHost creates or changes a backend. Nobody moves: a new vhost
 	// count or an up host changes where new users go only.
 	PutHost(ctx context.Context, h HostRecord) error
+	// UpdateHost changes backend ip with fn, atomically: a change made by
+	// someone else meanwhile makes it read and call fn again, so that no
+	// update is lost. fn returning ErrUnchanged writes nothing; another
+	// error is returned as it is. A missing host is ErrNotFound.
+	UpdateHost(ctx context.Context, ip string, fn func(h *HostRecord) error) error
 
 	// Claim returns key's assignment if it is live at now, extending its
 	// expiry towards proposed.Expires; otherwise it stores proposed and
@@ -160,6 +165,9 @@ type Cluster interface {
 
 // ErrFenced is returned while a gateway cannot vouch for what it knows.
 var ErrFenced = errors.New("director: this gateway is fenced off the cluster store")
+
+// ErrUnchanged, from an UpdateHost function, writes nothing.
+var ErrUnchanged = errors.New("director: nothing to change")
 
 // ErrNotFound: no such host.
 var ErrNotFound = errors.New("director: no such host")

@@ -103,6 +103,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("MoveWaitsForDeliveries", func(t *testing.T) { moveWaitsForDeliveries(t, b) })
 	t.Run("MoveUser", func(t *testing.T) { moveUser(t, b) })
 	t.Run("KickKeepsAssignment", func(t *testing.T) { kick(t, b) })
+	t.Run("UpdateHostLosesNothing", func(t *testing.T) { updateHost(t, b) })
 	t.Run("DrainWaitsThenKicks", func(t *testing.T) { drain(t, b) })
 	if b.Outage != nil {
 		t.Run("FencedWhileStoreIsGone", func(t *testing.T) { fenced(t, b) })
@@ -458,5 +459,36 @@ func drain(t *testing.T, b Backend) {
 	hs, _ := g1.Store().Hosts(ctx)
 	if hs[0].VHosts != 100 || hs[0].Drained {
 		t.Fatalf("after undrain: %+v", hs[0])
+	}
+}
+
+// updateHost: concurrent read-modify-write changes of one host from
+// several gateways all land.
+func updateHost(t *testing.T, b Backend) {
+	ctx := context.Background()
+	g1 := gateway(t, b, "127.0.0.11", "127.0.0.12")
+	g2 := gateway(t, b, "127.0.0.11", "127.0.0.12")
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			g := []*director.Director{g1, g2}[i%2]
+			err := g.Store().UpdateHost(ctx, "127.0.0.12", func(h *director.HostRecord) error {
+				h.Health = append(h.Health, director.HealthEvent{Reason: fmt.Sprint(i)})
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	hs, err := g1.Store().Hosts(ctx)
+	if err != nil || len(hs) != 2 || len(hs[1].Health) != 8 {
+		t.Fatalf("after 8 concurrent updates: %+v %v", hs, err)
+	}
+	if err := g1.Store().UpdateHost(ctx, "127.0.0.99", func(*director.HostRecord) error { return nil }); !errors.Is(err, director.ErrNotFound) {
+		t.Fatalf("update of an unknown host: %v", err)
 	}
 }

@@ -853,6 +853,44 @@ func (s *Store) PutHost(ctx context.Context, h director.HostRecord) error {
 	return nil
 }
 
+// UpdateHost implements director.Store: read, change, write at the
+// revision read; again if someone else wrote meanwhile.
+func (s *Store) UpdateHost(ctx context.Context, ip string, fn func(*director.HostRecord) error) error {
+	k := s.hostKey(ip)
+	for attempt := 0; attempt < 10; attempt++ {
+		resp, err := s.cli.Get(ctx, k)
+		if err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		if len(resp.Kvs) == 0 {
+			return fmt.Errorf("%w: %s", director.ErrNotFound, ip)
+		}
+		var h director.HostRecord
+		if err := json.Unmarshal(resp.Kvs[0].Value, &h); err != nil {
+			return fmt.Errorf("etcd: host %s: %w", ip, err)
+		}
+		if err := fn(&h); err != nil {
+			if errors.Is(err, director.ErrUnchanged) {
+				return nil
+			}
+			return err
+		}
+		b, err := json.Marshal(h)
+		if err != nil {
+			return err
+		}
+		r, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpPut(k, string(b))).Commit()
+		if err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		if r.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("etcd: host %s keeps changing", ip)
+}
+
 // Claim implements director.Store.
 func (s *Store) Claim(ctx context.Context, key string, proposed director.Assignment, now time.Time) (director.Assignment, bool, error) {
 	if s.cluster != nil {

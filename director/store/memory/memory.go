@@ -10,6 +10,8 @@ package memory
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"sync"
@@ -97,6 +99,28 @@ func (s *Store) PutHost(_ context.Context, h director.HostRecord) error {
 	s.mu.Unlock()
 	s.announce()
 	return nil
+}
+
+// UpdateHost implements director.Store.
+func (s *Store) UpdateHost(_ context.Context, ip string, fn func(*director.HostRecord) error) error {
+	s.mu.Lock()
+	h, ok := s.hosts[ip]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", director.ErrNotFound, ip)
+	}
+	err := fn(&h)
+	if err == nil {
+		s.hosts[ip] = h
+	}
+	s.mu.Unlock()
+	if errors.Is(err, director.ErrUnchanged) {
+		return nil
+	}
+	if err == nil {
+		s.announce()
+	}
+	return err
 }
 
 // Claim implements director.Store.
