@@ -36,7 +36,10 @@ func shortDir(t testing.TB) string {
 func startSocket(t *testing.T, ops Ops, mode os.FileMode) string {
 	t.Helper()
 	path := filepath.Join(shortDir(t), "director-admin")
-	s := &Socket{Path: path, Mode: mode, Ops: ops, Log: discardLog(), OpTimeout: 2 * time.Second, now: func() time.Time { return testNow }}
+	s := &Socket{Path: path, Mode: mode, Ops: ops, Log: discardLog(), OpTimeout: 10 * time.Second}
+	if _, fake := ops.(*fakeOps); fake {
+		s.now = func() time.Time { return testNow } // the fake's assignments live at testNow
+	}
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
