@@ -598,6 +598,27 @@ func (d *Director) Load() GatewayLoad {
 	return g
 }
 
+// UserLoad implements Cluster.
+func (d *Director) UserLoad(key string) UserLoad {
+	var u UserLoad
+	d.mu.Lock()
+	au := d.active[key]
+	if au != nil {
+		u.Backend = au.backend
+		for l := range au.leases {
+			l.mu.Lock()
+			if l.kick != nil {
+				u.Sessions++
+			} else {
+				u.Deliveries++
+			}
+			l.mu.Unlock()
+		}
+	}
+	d.mu.Unlock()
+	return u
+}
+
 // IsFenced says whether the gateway is fenced off the store.
 func (d *Director) IsFenced() bool {
 	d.mu.Lock()

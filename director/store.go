@@ -139,6 +139,8 @@ type Store interface {
 
 	// Gateways returns what each live gateway reported it serves.
 	Gateways(ctx context.Context) ([]GatewayLoad, error)
+	// Who asks every live gateway what it serves of key right now.
+	Who(ctx context.Context, key string) ([]UserLoad, error)
 	// Lead runs fn while this gateway leads the election name (one
 	// gateway of the cluster at a time), cancelling fn's context when the
 	// lead is lost, and campaigns again; it returns when ctx ends.
@@ -161,6 +163,16 @@ type Cluster interface {
 	Fenced(fenced bool)
 	// Load reports what this gateway serves.
 	Load() GatewayLoad
+	// UserLoad reports what this gateway serves of key.
+	UserLoad(key string) UserLoad
+}
+
+// UserLoad is what one gateway serves of one user.
+type UserLoad struct {
+	Gateway    string `json:"gateway"`
+	Backend    string `json:"backend,omitempty"`
+	Sessions   int    `json:"sessions"`
+	Deliveries int    `json:"deliveries"`
 }
 
 // ErrFenced is returned while a gateway cannot vouch for what it knows.

@@ -136,6 +136,8 @@ type outcome struct {
 	HashKey string `json:"hash_key,omitempty"`
 	Hash    string `json:"hash,omitempty"`
 	Note    string `json:"note,omitempty"`
+	// Sessions says which gateways serve the user now (director map).
+	Sessions string `json:"sessions,omitempty"`
 }
 
 // newOutcome describes a chain's answer. user is the name the chain makes
@@ -309,9 +311,13 @@ func cmdDirector(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	f := newToolFlags("director map", stderr)
-	if err := f.fs.Parse(args[1:]); err != nil || f.fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: maildirector director map [-c FILE] [-x key=value]... [--json] USER")
+	hashes := f.fs.Bool("hash", false, "with HOST or no argument: print each user's hash too")
+	if err := f.fs.Parse(args[1:]); err != nil || f.fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "usage: maildirector director map [-c FILE] [-x key=value]... [--json] USER\n       maildirector director map [-c FILE] [--hash] [--json] [HOST]")
 		return exitUsage
+	}
+	if _, perr := netip.ParseAddr(f.fs.Arg(0)); f.fs.NArg() == 0 || perr == nil {
+		return directorUsers(f, *hashes, stdout, stderr)
 	}
 	cfg, dbs, ok := f.load(stderr)
 	if !ok {
@@ -362,6 +368,7 @@ func cmdDirector(args []string, stdout, stderr io.Writer) int {
 	// The store knows the backends (it wins over the file) and the
 	// user's live assignment, if any.
 	var live *director.Assignment
+	var who []director.UserLoad
 	if cfg.Director.Store == "memory" {
 		o.Note = "store: memory: live assignments are known to the running gateway only; this is the ring of the configured backends"
 	} else if st, serr := openStore(cfg, newLogger(config.Log{Level: "error", Format: "text"}, os.Stderr), false); serr != nil {
@@ -378,6 +385,7 @@ func cmdDirector(args []string, stdout, stderr io.Writer) int {
 		d.HostsChanged(stored)
 		if ok && a.Expires.After(time.Now()) {
 			live = &a
+			who, _ = st.store.Who(ctx, skey)
 		}
 	}
 	ip, found, _ := d.Hashed(o.User, tag)
@@ -386,6 +394,17 @@ func cmdDirector(args []string, stdout, stderr io.Writer) int {
 		o.Backend, o.Reason = live.Backend, fmt.Sprintf("sticky (assigned until %s)", live.Expires.Local().Format(time.DateTime))
 		if found && ip != live.Backend {
 			o.Reason += fmt.Sprintf("; the ring would now say %s", ip)
+		}
+		var per []string
+		for _, u := range who {
+			if u.Sessions+u.Deliveries > 0 {
+				per = append(per, fmt.Sprintf("%s: %d sessions, %d deliveries", u.Gateway, u.Sessions, u.Deliveries))
+			}
+		}
+		if len(per) > 0 {
+			o.Sessions = strings.Join(per, "; ")
+		} else if who != nil {
+			o.Sessions = "none (the assignment outlives the last session by user_expire)"
 		}
 	case !found:
 		o.Result, o.Error = "tempfail", "no usable backend in this group"
@@ -408,8 +427,73 @@ func (o outcome) printMap(w io.Writer, asJSON bool) int {
 		fmt.Fprintf(w, "hash:     %s (of %q)\n", o.Hash, o.HashKey)
 	}
 	fmt.Fprintf(w, "backend:  %s\nreason:   %s\n", o.Backend, o.Reason)
+	if o.Sessions != "" {
+		fmt.Fprintf(w, "sessions: %s\n", o.Sessions)
+	}
 	if o.Note != "" {
 		fmt.Fprintf(w, "note:     %s\n", o.Note)
 	}
 	return o.exitCode()
+}
+
+// directorUsers runs "director map [HOST]": the users with a live
+// assignment (to HOST), by name — the store keeps names, not only hashes
+// as Director did — with their hash on --hash.
+func directorUsers(f *toolFlags, hashes bool, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(*f.conf)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return exitUsage
+	}
+	st, err := openStore(cfg, newLogger(config.Log{Level: "error", Format: "text"}, os.Stderr), false)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: director store: %v\n", err)
+		return exitTempFail
+	}
+	defer st.Close()
+	ctx, cancel := toolContext()
+	defer cancel()
+	host := f.fs.Arg(0)
+	type row struct {
+		User    string    `json:"user"`
+		Tag     string    `json:"tag,omitempty"`
+		Hash    string    `json:"hash,omitempty"`
+		Backend string    `json:"backend"`
+		Expires time.Time `json:"expires"`
+	}
+	var rows []row
+	now := time.Now()
+	if err := st.store.Range(ctx, func(key string, a director.Assignment) bool {
+		if (host == "" || a.Backend == host) && a.Expires.After(now) {
+			tag, name, _ := strings.Cut(key, "/")
+			r := row{User: name, Tag: tag, Backend: a.Backend, Expires: a.Expires}
+			if hashes {
+				r.Hash = fmt.Sprintf("%08x", director.UserHash(name))
+			}
+			rows = append(rows, r)
+		}
+		return true
+	}); err != nil {
+		fmt.Fprintf(stderr, "maildirector: director store: %v\n", err)
+		return exitTempFail
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].User < rows[j].User })
+	if *f.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rows)
+		return 0
+	}
+	for _, r := range rows {
+		name := r.User
+		if r.Tag != "" {
+			name += " [" + r.Tag + "]"
+		}
+		if hashes {
+			fmt.Fprintf(stdout, "%-40s %s %-15s %s\n", name, r.Hash, r.Backend, r.Expires.Local().Format(time.DateTime))
+		} else {
+			fmt.Fprintf(stdout, "%-40s %-15s %s\n", name, r.Backend, r.Expires.Local().Format(time.DateTime))
+		}
+	}
+	return 0
 }

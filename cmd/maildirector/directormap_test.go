@@ -87,4 +87,15 @@ director:
 	if code := cmdDirector([]string{"map", "-c", conf, "fresh"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "hashed (the Director ring)") {
 		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
 	}
+	// The users of a host, by name, with their hashes.
+	out.Reset()
+	hash := fmt.Sprintf("%08x", director.UserHash("sticky@example.org"))
+	if code := cmdDirector([]string{"map", "-c", conf, "--hash", other}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "sticky@example.org") || !strings.Contains(out.String(), hash+" "+other) {
+		t.Fatalf("map %s: exit %d\n%s%s", other, code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := cmdDirector([]string{"map", "-c", conf, hashed}, &out, &errb); code != 0 || strings.Contains(out.String(), "sticky@") {
+		t.Fatalf("map %s: exit %d\n%s%s", hashed, code, out.String(), errb.String())
+	}
 }

@@ -104,6 +104,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("MoveUser", func(t *testing.T) { moveUser(t, b) })
 	t.Run("KickKeepsAssignment", func(t *testing.T) { kick(t, b) })
 	t.Run("UpdateHostLosesNothing", func(t *testing.T) { updateHost(t, b) })
+	t.Run("WhoAsksEveryGateway", func(t *testing.T) { who(t, b) })
 	t.Run("DrainWaitsThenKicks", func(t *testing.T) { drain(t, b) })
 	if b.Outage != nil {
 		t.Run("FencedWhileStoreIsGone", func(t *testing.T) { fenced(t, b) })
@@ -490,5 +491,29 @@ func updateHost(t *testing.T, b Backend) {
 	}
 	if err := g1.Store().UpdateHost(ctx, "127.0.0.99", func(*director.HostRecord) error { return nil }); !errors.Is(err, director.ErrNotFound) {
 		t.Fatalf("update of an unknown host: %v", err)
+	}
+}
+
+func who(t *testing.T, b Backend) {
+	ctx := context.Background()
+	g1 := gateway(t, b, "127.0.0.11", "127.0.0.12")
+	g2 := gateway(t, b, "127.0.0.11", "127.0.0.12")
+	user := userOn(t, g1, "127.0.0.12", 7)
+	s2 := open(t, g2, user)
+	defer s2.l.Release()
+	key, _ := g1.StoreKey(user, "")
+	loads, err := g1.Store().Who(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := 0
+	for _, u := range loads {
+		sessions += u.Sessions
+		if u.Sessions > 0 && u.Backend != "127.0.0.12" {
+			t.Errorf("who: %+v", u)
+		}
+	}
+	if len(loads) != 2 || sessions != 1 {
+		t.Fatalf("who %s: %+v, want two gateways' answers and one session", user, loads)
 	}
 }

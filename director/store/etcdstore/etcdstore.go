@@ -641,6 +641,9 @@ func (s *Store) watch(ctx context.Context, rev int64) error {
 			}
 			hostsChanged = hostsChanged || hc
 			ackSeen = ackSeen || strings.HasPrefix(string(ev.Kv.Key), s.pfx+"acks/") || strings.HasPrefix(string(ev.Kv.Key), s.pfx+"gateways/")
+			if ev.Type == clientv3.EventTypePut && ev.Kv.Version == 1 && strings.HasPrefix(string(ev.Kv.Key), s.pfx+"who/") {
+				go s.answerWho(ctx, strings.TrimPrefix(string(ev.Kv.Key), s.pfx+"who/"), ev.Kv.Value)
+			}
 		}
 		hosts := s.hostListLocked()
 		pendingMoves := make([]string, 0, len(s.moves))
@@ -1212,4 +1215,76 @@ func (s *Store) Gateways(ctx context.Context) ([]director.GatewayLoad, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// whoQuestion is what Who asks the gateways; the answers live under the
+// asker's short lease, so they go with it.
+type whoQuestion struct {
+	Key   string           `json:"key"`
+	Lease clientv3.LeaseID `json:"lease"`
+}
+
+// answerWho answers a Who question with what this gateway serves of the
+// key.
+func (s *Store) answerWho(ctx context.Context, id string, v []byte) {
+	var q whoQuestion
+	if json.Unmarshal(v, &q) != nil {
+		return
+	}
+	s.mu.Lock()
+	lease := s.lease
+	s.mu.Unlock()
+	u := s.cluster.UserLoad(q.Key)
+	u.Gateway = s.cfg.Name
+	b, _ := json.Marshal(u)
+	actx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	s.cli.Put(actx, s.pfx+"whoans/"+id+"/"+strconv.FormatInt(int64(lease), 16), string(b), clientv3.WithLease(q.Lease))
+}
+
+// Who implements director.Store: a question record every gateway watches
+// and answers; it waits up to two seconds for every live gateway.
+func (s *Store) Who(ctx context.Context, key string) ([]director.UserLoad, error) {
+	g, err := s.cli.Grant(ctx, 10)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.cli.Revoke(rctx, g.ID)
+		cancel()
+	}()
+	id := director.NewMoveID()
+	b, _ := json.Marshal(whoQuestion{Key: key, Lease: g.ID})
+	if _, err := s.cli.Put(ctx, s.pfx+"who/"+id, string(b), clientv3.WithLease(g.ID)); err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		resp, err := s.cli.Txn(ctx).Then(
+			clientv3.OpGet(s.pfx+"gateways/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+			clientv3.OpGet(s.pfx+"whoans/"+id+"/", clientv3.WithPrefix()),
+		).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("etcd: %w", err)
+		}
+		members := resp.Responses[0].GetResponseRange().Kvs
+		answers := resp.Responses[1].GetResponseRange().Kvs
+		if len(answers) >= len(members) || time.Now().After(deadline) {
+			var out []director.UserLoad
+			for _, kv := range answers {
+				var u director.UserLoad
+				if json.Unmarshal(kv.Value, &u) == nil {
+					out = append(out, u)
+				}
+			}
+			sort.Slice(out, func(i, j int) bool { return out[i].Gateway < out[j].Gateway })
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -278,3 +278,19 @@ func (s *Store) Gateways(context.Context) ([]director.GatewayLoad, error) {
 	}
 	return out, nil
 }
+
+// Who implements director.Store: every attached director answers.
+func (s *Store) Who(_ context.Context, key string) ([]director.UserLoad, error) {
+	s.mu.Lock()
+	cs := append([]director.Cluster(nil), s.clusters...)
+	s.mu.Unlock()
+	out := make([]director.UserLoad, len(cs))
+	for i, c := range cs {
+		out[i] = c.UserLoad(key)
+		out[i].Gateway = "local"
+		if len(cs) > 1 {
+			out[i].Gateway = "local" + strconv.Itoa(i)
+		}
+	}
+	return out, nil
+}
