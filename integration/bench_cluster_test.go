@@ -30,7 +30,7 @@ import (
 //
 //	go test ./integration -run '^$' -bench ClusterLogin -benchtime 2000x
 func BenchmarkClusterLogin(b *testing.B) {
-	const users = 6000
+	const users = 8000
 	e := startBackends(b, []string{"127.0.0.11", "127.0.0.12"}, users)
 	var etcd *harness.Etcd
 	rates := map[string]float64{}
