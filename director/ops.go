@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -129,6 +130,25 @@ func appendHealth(hs []HealthEvent, e HealthEvent) []HealthEvent {
 		hs = hs[len(hs)-maxHealthEvents:]
 	}
 	return hs
+}
+
+// SetTag moves a backend to another backend group. Its users belong to
+// the old group's ring, so they are moved away first (safely), in the same
+// step that changes the tag — the change Dovecot refused ("host tag can't
+// be changed"), made safe.
+func SetTag(ctx context.Context, s Store, ip, tag, by string) error {
+	if strings.Contains(tag, "/") {
+		return fmt.Errorf("director: tag %q may not contain '/'", tag)
+	}
+	h, err := findHost(ctx, s, ip)
+	if err != nil {
+		return err
+	}
+	if h.Tag == tag {
+		return nil
+	}
+	h.Tag, h.ChangedBy, h.ChangedAt = tag, by, time.Now()
+	return s.Move(ctx, Move{ID: NewMoveID(), Backend: ip, Reason: "tag", By: by, At: time.Now(), Host: &h})
 }
 
 // Kick ends key's sessions on every gateway; the assignment stays.

@@ -39,7 +39,7 @@ func cmdDirectorHosts(verb string, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	want := map[string][2]int{"status": {0, 0}, "add": {1, 2}, "update": {2, 2}, "up": {1, 1}, "down": {1, 1}, "remove": {1, 1}, "flush": {1, 1},
-		"drain": {1, 1}, "undrain": {1, 1}, "kick": {1, 1}, "move": {2, 2}}[verb]
+		"drain": {1, 1}, "undrain": {1, 1}, "kick": {1, 1}, "move": {2, 2}, "tag": {2, 2}}[verb]
 	if fs.NArg() < want[0] || fs.NArg() > want[1] {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -151,6 +151,8 @@ func cmdDirectorHosts(verb string, args []string, stdout, stderr io.Writer) int 
 		}
 	case "undrain":
 		err = director.Undrain(ctx, s, arg, by)
+	case "tag":
+		err = director.SetTag(ctx, s, arg, fs.Arg(1), by)
 	case "up":
 		err = director.HostUp(ctx, s, arg, by)
 	case "down":

@@ -40,6 +40,8 @@ commands:
   director undrain [-c FILE] HOST
   director kick [-c FILE] [-t TAG] USER
   director move [-c FILE] [-t TAG] USER HOST
+  director tag [-c FILE] HOST TAG   put HOST in backend group TAG ("" for none);
+                         its users are moved away first
 
 The lookup tools exit 0 for OK, 1 when the databases said no, 75 when one
 could not answer (temporary), 70 on an internal failure, 2 on usage errors.
@@ -76,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "director":
 		if len(args) > 1 {
 			switch args[1] {
-			case "status", "add", "update", "up", "down", "remove", "flush", "drain", "undrain", "kick", "move":
+			case "status", "add", "update", "up", "down", "remove", "flush", "drain", "undrain", "kick", "move", "tag":
 				return cmdDirectorHosts(args[1], args[2:], stdout, stderr)
 			}
 		}

@@ -105,6 +105,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("KickKeepsAssignment", func(t *testing.T) { kick(t, b) })
 	t.Run("UpdateHostLosesNothing", func(t *testing.T) { updateHost(t, b) })
 	t.Run("WhoAsksEveryGateway", func(t *testing.T) { who(t, b) })
+	t.Run("TagMovesUsersFirst", func(t *testing.T) { tagHost(t, b) })
 	t.Run("DrainWaitsThenKicks", func(t *testing.T) { drain(t, b) })
 	if b.Outage != nil {
 		t.Run("FencedWhileStoreIsGone", func(t *testing.T) { fenced(t, b) })
@@ -516,4 +517,27 @@ func who(t *testing.T, b Backend) {
 	if len(loads) != 2 || sessions != 1 {
 		t.Fatalf("who %s: %+v, want two gateways' answers and one session", user, loads)
 	}
+}
+
+func tagHost(t *testing.T, b Backend) {
+	ctx := context.Background()
+	g1 := gateway(t, b, "127.0.0.11", "127.0.0.12")
+	user := userOn(t, g1, "127.0.0.12", 8)
+	s1 := open(t, g1, user)
+	if err := director.SetTag(ctx, g1.Store(), "127.0.0.12", "b", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if !s1.kicked.Load() {
+		t.Fatal("a session stayed on a host that left its group")
+	}
+	l, err := g1.Acquire(ctx, user, "")
+	if err != nil || l.Backend != "127.0.0.11" {
+		t.Fatalf("default group after the tag change: %+v %v", l, err)
+	}
+	l.Release()
+	l, err = g1.Acquire(ctx, user, "b")
+	if err != nil || l.Backend != "127.0.0.12" {
+		t.Fatalf("group b: %+v %v", l, err)
+	}
+	l.Release()
 }
