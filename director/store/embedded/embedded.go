@@ -127,6 +127,10 @@ func Start(cfg Config) (*Member, error) {
 	ec := embed.NewConfig()
 	ec.Dir = filepath.Join(cfg.DataDir, "etcd")
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Every refresh and report is a new revision: without compaction the
+	// member's database would grow for ever. An hour of history is plenty
+	// for watches that reconnect.
+	ec.AutoCompactionMode, ec.AutoCompactionRetention = "periodic", "1h"
 	ec.Name = cfg.Name
 	if ec.Name == "" {
 		ec.Name = "default"

@@ -1181,7 +1181,15 @@ func (s *Store) publish(ctx context.Context, lease clientv3.LeaseID) error {
 		at := g.At
 		g.At = time.Time{}
 		b, _ := json.Marshal(g)
-		if string(b) != last || rounds >= 5 {
+		// While a host is drained, report every round: a drain waits for
+		// every gateway to have reported since the host looked empty.
+		s.mu.Lock()
+		draining := false
+		for _, h := range s.hosts {
+			draining = draining || h.Drained
+		}
+		s.mu.Unlock()
+		if string(b) != last || rounds >= 5 || draining {
 			g.At = at
 			full, _ := json.Marshal(g)
 			pctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
