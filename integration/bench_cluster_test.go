@@ -41,6 +41,7 @@ func BenchmarkClusterLogin(b *testing.B) {
 	for _, store := range []string{"memory", "embedded", "memory-3-gateways", "etcd-3-gateways"} {
 		// Gateways for this store.
 		var addrs []string
+		var pids []int // the gateways, then etcd's (for CPU per login)
 		var cli *clientv3.Client
 		n := 1
 		if strings.HasSuffix(store, "-3-gateways") {
@@ -65,6 +66,7 @@ func BenchmarkClusterLogin(b *testing.B) {
 			}
 			g.startGateway(b, "proxy=y nopassword=y", trusted+"log: {level: warn}\n")
 			addrs = append(addrs, g.gwAddr)
+			pids = append(pids, g.gw.Pid())
 			if store == "embedded" {
 				c, err := embedded.Dial(g.dataDir, nil)
 				if err != nil {
@@ -81,6 +83,10 @@ func BenchmarkClusterLogin(b *testing.B) {
 			}
 			defer c.Close()
 			cli = c
+		}
+		etcdPid := 0
+		if store == "etcd-3-gateways" {
+			etcdPid = pidOf(etcd.DataDir)
 		}
 		revision := func() int64 {
 			if cli == nil {
@@ -114,6 +120,7 @@ func BenchmarkClusterLogin(b *testing.B) {
 					time.Sleep(1500 * time.Millisecond) // let batched refreshes land
 				}
 				rev0 := revision()
+				cpu0, etcd0 := cpuTicks(pids...), cpuTicks(etcdPid)
 				b.SetParallelism(4) // 4 x GOMAXPROCS(2) = 8 clients
 				b.ResetTimer()
 				start := time.Now()
@@ -134,6 +141,12 @@ func BenchmarkClusterLogin(b *testing.B) {
 				})
 				elapsed := time.Since(start)
 				b.StopTimer()
+				// CPU time per login: the gateways' own (their rusage as
+				// /proc shows it, 100 ticks a second), and etcd's.
+				b.ReportMetric(float64(cpuTicks(pids...)-cpu0)*10/float64(b.N)*1000, "gw-cpu-µs/login")
+				if etcdPid != 0 {
+					b.ReportMetric(float64(cpuTicks(etcdPid)-etcd0)*10/float64(b.N)*1000, "etcd-cpu-µs/login")
+				}
 				time.Sleep(1500 * time.Millisecond) // batched refreshes of the logouts
 				writes := float64(revision()-rev0) / float64(b.N)
 				rate := float64(b.N) / elapsed.Seconds()
@@ -150,4 +163,42 @@ func BenchmarkClusterLogin(b *testing.B) {
 				m, rates["embedded/"+kind], rates["embedded/"+kind]/m, m3, rates["etcd-3-gateways/"+kind], rates["etcd-3-gateways/"+kind]/m, rates["etcd-3-gateways/"+kind]/m3)
 		}
 	}
+}
+
+// cpuTicks sums user and system CPU time of pids, in clock ticks (1/100 s).
+func cpuTicks(pids ...int) int64 {
+	var n int64
+	for _, pid := range pids {
+		if pid == 0 {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces).
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			n += u + s
+		}
+	}
+	return n
+}
+
+// pidOf finds the process whose command line mentions s.
+func pidOf(s string) int {
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if strings.Contains(string(cmd), s) && strings.HasPrefix(filepath.Base(strings.Split(string(cmd), "\x00")[0]), "etcd") {
+			return pid
+		}
+	}
+	return 0
 }
