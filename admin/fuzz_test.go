@@ -75,10 +75,10 @@ func FuzzTabEscape(f *testing.F) {
 	f.Add("a\tb\r\n\001c")
 	f.Fuzz(func(t *testing.T, s string) {
 		e := tabEscape(s)
-		if strings.ContainsAny(e, "\t\r\n") || tabUnescape(e) != s {
+		if strings.ContainsAny(e, "\t\r\n") || TabUnescape(e) != s {
 			t.Fatalf("tabEscape(%q) = %q", s, e)
 		}
-		tabUnescape(s)
+		TabUnescape(s)
 		splitTabEscaped(s)
 	})
 }

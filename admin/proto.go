@@ -22,10 +22,10 @@ const handshake = "VERSION\tdirector-doveadm\t1\t0\n"
 // maxLine bounds a command line (Dovecot reads them into 1 KiB).
 const maxLine = 8192
 
-// tabUnescape undoes Dovecot's tab escaping (str_tabunescape): \001
+// TabUnescape undoes Dovecot's tab escaping (str_tabunescape): \001
 // followed by 0, 1, t, r or n stands for NUL, \001, tab, CR or LF; before
 // any other byte it stands for that byte; at the end it is dropped.
-func tabUnescape(s string) string {
+func TabUnescape(s string) string {
 	if !strings.Contains(s, "\001") {
 		return s
 	}
@@ -90,7 +90,7 @@ func splitTabEscaped(line string) []string {
 	}
 	fields := strings.Split(line, "\t")
 	for i, f := range fields {
-		fields[i] = tabUnescape(f)
+		fields[i] = TabUnescape(f)
 	}
 	return fields
 }

@@ -17,15 +17,15 @@ func TestTabEscape(t *testing.T) {
 		if strings.ContainsAny(e, "\t\r\n") {
 			t.Errorf("tabEscape(%q) = %q keeps a separator", s, e)
 		}
-		if got := tabUnescape(e); got != s {
-			t.Errorf("tabUnescape(tabEscape(%q)) = %q", s, got)
+		if got := TabUnescape(e); got != s {
+			t.Errorf("TabUnescape(tabEscape(%q)) = %q", s, got)
 		}
 	}
 	// Dovecot's unescaping: \0010 is NUL, an unknown escape is the byte
 	// itself, a trailing \001 is dropped.
 	for in, want := range map[string]string{"a\0010b": "a\x00b", "\001x": "x", "ab\001": "ab", "\0011\001t": "\001\t"} {
-		if got := tabUnescape(in); got != want {
-			t.Errorf("tabUnescape(%q) = %q, want %q", in, got, want)
+		if got := TabUnescape(in); got != want {
+			t.Errorf("TabUnescape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/maildirector/maildirector/admin"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -83,7 +84,7 @@ func parseAnvilDump(line string) (AnvilSession, error) {
 	if len(f) < 3 {
 		return AnvilSession{}, fmt.Errorf("anvil: invalid CONNECT-DUMP line %q", line)
 	}
-	ident := tabUnescape(f[0])
+	ident := admin.TabUnescape(f[0])
 	pid, err1 := strconv.Atoi(f[1])
 	count, err2 := strconv.Atoi(f[2])
 	service, rest, ok := strings.Cut(ident, "/")
@@ -96,36 +97,6 @@ func parseAnvilDump(line string) (AnvilSession, error) {
 		s.IP, s.User = ip, user
 	}
 	return s, nil
-}
-
-// tabUnescape undoes Dovecot's str_append_tabescaped.
-func tabUnescape(s string) string {
-	if !strings.Contains(s, "\x01") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\x01' || i+1 == len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		i++
-		switch s[i] {
-		case '1':
-			b.WriteByte('\x01')
-		case '0':
-			b.WriteByte(0)
-		case 't':
-			b.WriteByte('\t')
-		case 'r':
-			b.WriteByte('\r')
-		case 'n':
-			b.WriteByte('\n')
-		default:
-			b.WriteByte(s[i])
-		}
-	}
-	return b.String()
 }
 
 // Sessions returns, for every user with a session on this backend now, how
