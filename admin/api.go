@@ -32,6 +32,8 @@ import (
 //	POST   /api/v1/users/{user}/move      {"host": ip}
 //	POST   /api/v1/users/{user}/kick      end its sessions on every gateway
 //	GET    /api/v1/map[?host=IP]          live assignments
+//	POST   /api/v1/reload                 re-read the configuration file and apply it:
+//	       200 {"ok": true, "restart": [...], "notes": [...]}, or 422 {"ok": false, "problems": [...]}
 //
 // Answers are JSON; a failure is {"error": "..."} with 400 (bad input),
 // 404 (no such backend), 409 (refused: tag change, last backend, move to a
@@ -42,6 +44,8 @@ type API struct {
 	Log *slog.Logger
 	// OpTimeout bounds one operation (0: 2 minutes).
 	OpTimeout time.Duration
+	// Reload, when set, serves POST /api/v1/reload.
+	Reload Reloader
 
 	now func() time.Time // tests
 }
@@ -52,6 +56,16 @@ func (a *API) Register(mux *http.ServeMux) {
 	h := func(pattern string, fn func(ctx context.Context, svc *service, r *http.Request, by string) (any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			a.serve(w, r, svc, fn)
+		})
+	}
+	if a.Reload != nil {
+		mux.HandleFunc("POST /api/v1/reload", func(w http.ResponseWriter, r *http.Request) {
+			rep := a.Reload(r.Context(), "api:"+Caller(r.Context())+"@"+r.RemoteAddr)
+			w.Header().Set("Content-Type", "application/json")
+			if !rep.OK {
+				w.WriteHeader(http.StatusUnprocessableEntity)
+			}
+			json.NewEncoder(w).Encode(rep)
 		})
 	}
 	h("GET /api/v1/status", func(ctx context.Context, svc *service, r *http.Request, _ string) (any, error) {

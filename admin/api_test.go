@@ -3,6 +3,7 @@
 package admin
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -60,6 +61,7 @@ func TestAPITokens(t *testing.T) {
 	ops := newFakeOps("127.0.0.11", "127.0.0.12")
 	srv := startAPI(t, ops)
 	for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer wrong-token-0123456789", "Basic " + tokenAlice, tokenAlice,
+		"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:wrong-token-0123456789")), "Basic " + base64.StdEncoding.EncodeToString([]byte(tokenAlice)),
 		"Bearer " + tokenAlice + "x", "Bearer " + tokenAlice[:len(tokenAlice)-1], "Bearer alice"} {
 		for _, path := range []string{"/api/v1/status", "/api/v1/hosts", "/api/v1/hosts/127.0.0.11", "/api/v1/map", "/nonexistent"} {
 			status, body := call(t, srv, auth, "GET", path, "")
@@ -77,7 +79,9 @@ func TestAPITokens(t *testing.T) {
 	if calls := ops.Calls(); len(calls) != 0 {
 		t.Errorf("refused requests changed something: %q", calls)
 	}
-	for _, auth := range []string{"Bearer " + tokenAlice, "bearer " + tokenBare, "BEARER  " + tokenAlice} {
+	// A browser sends the token as Basic's password (any user name).
+	for _, auth := range []string{"Bearer " + tokenAlice, "bearer " + tokenBare, "BEARER  " + tokenAlice,
+		"Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:"+tokenAlice)), "Basic " + base64.StdEncoding.EncodeToString([]byte(":"+tokenBare))} {
 		if status, body := call(t, srv, auth, "GET", "/api/v1/hosts", ""); status != 200 || !strings.Contains(body, "127.0.0.12") {
 			t.Errorf("%q: %d %s", auth, status, body)
 		}

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -26,7 +27,19 @@ const MinTokenLength = 16
 
 // Tokens are the bearer tokens the admin listener accepts.
 type Tokens struct {
+	mu   sync.RWMutex // Replace may run while requests are checked
 	list []token
+}
+
+// Replace makes n's tokens the ones accepted from now on (a reload that
+// re-read the token file).
+func (t *Tokens) Replace(n *Tokens) {
+	n.mu.RLock()
+	list := n.list
+	n.mu.RUnlock()
+	t.mu.Lock()
+	t.list = list
+	t.mu.Unlock()
 }
 
 type token struct {
@@ -96,6 +109,8 @@ func ParseTokens(data []byte) (*Tokens, error) {
 // content nor its length shows in the time taken).
 func (t *Tokens) check(presented string) (string, bool) {
 	sum := sha256.Sum256([]byte(presented))
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	found := -1
 	for i, tok := range t.list {
 		if subtle.ConstantTimeCompare(sum[:], tok.sum[:]) == 1 {
@@ -116,10 +131,13 @@ func Caller(ctx context.Context) string {
 	return s
 }
 
-// Require wraps next so that every request must carry "Authorization:
-// Bearer TOKEN" with one of t's tokens; any other request is answered 401
-// with nothing else (not even whether the path exists). Every handler of
-// the admin listener (the API, metrics, the status page) goes behind it.
+// Require wraps next so that every request must carry one of t's tokens:
+// "Authorization: Bearer TOKEN" (the API's clients, Prometheus), or HTTP
+// Basic with the token as the password and any user name, which is what a
+// browser opening the status page can send (it asks for it once and sends
+// it with the page's own requests). Any other request is answered 401 with
+// nothing else (not even whether the path exists). Every handler of the
+// admin listener (the API, metrics, the status page) goes behind it.
 func (t *Tokens) Require(next http.Handler, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
@@ -127,12 +145,18 @@ func (t *Tokens) Require(next http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, presented, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		name, ok := "", false
-		if strings.EqualFold(scheme, "Bearer") {
+		switch {
+		case strings.EqualFold(scheme, "Bearer"):
 			name, ok = t.check(strings.TrimSpace(presented))
+		case strings.EqualFold(scheme, "Basic"):
+			if _, pass, basic := r.BasicAuth(); basic {
+				name, ok = t.check(pass)
+			}
 		}
 		if !ok {
 			log.Warn("admin: request without a valid token", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="maildirector"`)
+			w.Header().Add("WWW-Authenticate", `Basic realm="maildirector", charset="UTF-8"`)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			w.Write([]byte(`{"error":"unauthorized"}` + "\n"))

@@ -163,6 +163,7 @@ func parseRequest(line string) (request, error) {
 	var err error
 	switch r.verb {
 	case "HOST-LIST", "HOST-LIST-REMOVED", "DIRECTOR-LIST":
+	case "RELOAD": // maildirector's own: maildirector reload
 	case "DIRECTOR-ADD", "DIRECTOR-REMOVE":
 		if !has0 {
 			return r, invalid(r.verb)

@@ -35,6 +35,9 @@ type Socket struct {
 	OpTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing (0: 10 minutes).
 	IdleTimeout time.Duration
+	// Reload, when set, serves RELOAD (maildirector's own command, not
+	// Dovecot's): re-read the configuration and apply it.
+	Reload Reloader
 
 	now   func() time.Time // tests
 	ln    *net.UnixListener
@@ -346,6 +349,11 @@ func (s *Socket) run(ctx context.Context, svc *service, r request, by string) (r
 	case "USER-KICK-ALT":
 		change = false
 		return "USER-KICK-ALT is not supported: kick the user by name\n", true
+	case "RELOAD":
+		if s.Reload == nil {
+			return "FAILED\tproblem: reload is not served here\n", true
+		}
+		return reloadLine(s.Reload(ctx, by)), true
 	}
 	if change {
 		reply = "OK\n"

@@ -5,6 +5,7 @@ package auth
 import (
 	"sort"
 	"strings"
+	"time"
 )
 
 // Status is a definitive answer from a passdb or userdb. A database that
@@ -109,3 +110,30 @@ func (f Fields) String() string {
 	}
 	return b.String()
 }
+
+// Outcome names how a database answered, for metrics labels: "ok",
+// "unknown", "mismatch", "disabled", or, when it could not answer,
+// "tempfail" or "internal".
+func Outcome(res Result, err error) string {
+	if err != nil {
+		if KindOf(err) == KindInternal {
+			return "internal"
+		}
+		return "tempfail"
+	}
+	switch res.Status {
+	case StatusOK:
+		return "ok"
+	case StatusUserUnknown:
+		return "unknown"
+	case StatusPasswordMismatch:
+		return "mismatch"
+	case StatusUserDisabled:
+		return "disabled"
+	}
+	return "internal"
+}
+
+// ObserveFunc is told how long one database of a chain took to answer
+// and how (Outcome), for metrics: the entry's name and its driver.
+type ObserveFunc func(name, driver, outcome string, d time.Duration)

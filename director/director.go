@@ -66,6 +66,10 @@ type Director struct {
 	joined  bool // the store admitted this gateway once (fencing is news)
 	pending map[string]Refresh
 	changed chan struct{} // closed and replaced whenever a lease ends
+	events  []Event       // oldest first, at most maxEvents
+	// fromStore: the hosts came from the store at least once.
+	fromStore bool
+	stats     Stats
 }
 
 // activeUser is this gateway's open sessions (and LMTP deliveries) of one
@@ -134,7 +138,7 @@ func New(cfg Config) (*Director, error) {
 	for i, h := range cfg.Hosts {
 		recs[i] = HostRecord{Host: h}
 	}
-	d.setHosts(recs)
+	d.setHosts(recs, false)
 	d.store.Attach(d)
 	return d, nil
 }
@@ -188,15 +192,24 @@ func orUnknown(s string) string {
 func (d *Director) HostsChanged(hosts []HostRecord) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.setHosts(hosts)
+	first := !d.fromStore
+	d.fromStore = true
+	d.setHosts(hosts, !first)
 }
 
-func (d *Director) setHosts(hosts []HostRecord) {
+// setHosts replaces the known backends; news says whether the change is
+// news to report as events (not the configuration's hosts replaced by
+// the store's on the first load).
+func (d *Director) setHosts(hosts []HostRecord, news bool) {
 	byTag := map[string][]Host{}
+	before := d.hosts
 	d.hosts = make(map[string]HostRecord, len(hosts))
 	for _, h := range hosts {
 		d.hosts[h.IP] = h
 		byTag[h.Tag] = append(byTag[h.Tag], h.Host)
+	}
+	if news {
+		d.hostEventsLocked(before, d.hosts)
 	}
 	d.rings = make(map[string]*Ring, len(byTag))
 	for tag, hs := range byTag {
@@ -486,9 +499,12 @@ func (d *Director) Evict(ctx context.Context, m Move) error {
 	d.mu.Lock()
 	if _, ok := d.holds[m.ID]; !ok {
 		d.holds[m.ID] = &hold{m: m, done: make(chan struct{})}
+		d.stats.Moves++
+		d.moveEventLocked(m)
 	}
 	h := d.holds[m.ID]
 	victims := d.selectedLocked(h)
+	d.stats.SessionsKicked += uint64(len(victims))
 	d.mu.Unlock()
 	if len(victims) > 0 {
 		d.log.Info("director: ending sessions for a move", "move", m.ID, "reason", m.Reason, "backend", m.Backend, "key", m.Key, "sessions", len(victims))
@@ -561,6 +577,14 @@ func (d *Director) Fenced(fenced bool) {
 	joined := d.joined
 	if !fenced {
 		d.joined = true
+	}
+	switch {
+	case fenced && !was && joined:
+		d.stats.Fencings++
+		d.stats.SessionsKicked += uint64(len(victims))
+		d.eventLocked("fence", "", "fenced off the store: %d sessions ended, logins refused", len(victims))
+	case !fenced && was && joined:
+		d.eventLocked("fence", "", "back on the store: admitting logins")
 	}
 	d.mu.Unlock()
 	switch {

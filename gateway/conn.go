@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,6 +49,18 @@ type ClientConn struct {
 	maxLine  int
 	deadline time.Time
 	state    *connState
+	// prelogin is the listener's pre-login count while this connection is
+	// counted in it.
+	prelogin *atomic.Int64
+}
+
+// leavePrelogin takes the connection out of its listener's pre-login
+// count (once; the session's own goroutine calls it).
+func (c *ClientConn) leavePrelogin() {
+	if c.prelogin != nil {
+		c.prelogin.Add(-1)
+		c.prelogin = nil
+	}
 }
 
 func newClientConn(c net.Conn, l *Listener, log *slog.Logger, maxLine int, deadline time.Time, peer, local netip.AddrPort) *ClientConn {

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
@@ -96,16 +97,19 @@ func (p *Pipeline) Login(ctx context.Context, c *ClientConn, service, mech strin
 	// One budget covers connecting (with retries) and logging in, so that
 	// a backend that accepts connections but never answers is as bounded
 	// as one that refuses them.
-	deadline := time.Now().Add(t.Timeout)
+	dialed := time.Now()
+	deadline := dialed.Add(t.Timeout)
 	loginCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	b, err = p.Connect(loginCtx, t, c.Remote, c.Local)
 	if err != nil {
+		p.Obs().BackendLogin(t.Host, false, time.Since(dialed))
 		t.Release()
 		return nil, nil, "", err
 	}
 	b.Conn().SetDeadline(deadline)
 	okLine, err = login(loginCtx, b, t)
+	p.Obs().BackendLogin(t.Host, err == nil, time.Since(dialed))
 	if err != nil {
 		b.Close()
 		t.Release()
@@ -148,8 +152,9 @@ func (p *Pipeline) backendCredentials(t *Target, mech string) error {
 
 // Proxy finishes a login the backend accepted: it registers the session,
 // tells the client (sendOK) and relays until either side closes, logging
-// the login and its end. It returns once the session is over.
-func Proxy(c *ClientConn, t *Target, b *BackendConn, reg *Registry, service, method string, started time.Time, sendOK func() error) {
+// the login and its end, and records the login's verdict with p. It
+// returns once the session is over.
+func (p *Pipeline) Proxy(c *ClientConn, t *Target, b *BackendConn, reg *Registry, service, method string, started time.Time, sendOK func() error) {
 	log := c.Log.With("user", t.Account, "backend", t.Addr(), "route", t.Route)
 	sess := &Session{ID: c.Session, Service: service, User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now(),
 		client: c.conn, backend: b.conn}
@@ -162,12 +167,15 @@ func Proxy(c *ClientConn, t *Target, b *BackendConn, reg *Registry, service, met
 			backend.Close()
 		})
 	}
+	c.leavePrelogin()
 	if err := sendOK(); err != nil {
 		b.Close()
 		reg.Remove(sess)
+		p.LoginVerdict(c, service, t.Account, t.Addr(), started, ErrAborted)
 		return
 	}
-	log.Info("proxy: logged in", "method", method, "latency", time.Since(started).Round(time.Millisecond))
+	p.LoginVerdict(c, service, t.Account, t.Addr(), started, nil, slog.String("method", method), slog.String("route", t.Route))
 	in, out := Relay(c, b, sess, reg)
+	p.Obs().Relayed(service, in, out)
 	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
 }

@@ -148,8 +148,11 @@ type Pipeline struct {
 	// 0: no bound).
 	Sessions             *Registry
 	MaxUserIPConnections int
-	Timeout              time.Duration // default backend connect+login budget
-	ConnectAttempts      int
+	// Observer is told of logins, backend logins and relayed bytes
+	// (metrics); nil: nobody.
+	Observer        Observer
+	Timeout         time.Duration // default backend connect+login budget
+	ConnectAttempts int
 	// Self lists the gateway's own listening addresses: a target among
 	// them is a proxy loop.
 	Self []netip.AddrPort
@@ -164,6 +167,7 @@ type Pipeline struct {
 func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target, error) {
 	// An address that keeps failing waits before it may try again.
 	if wait := p.Penalty.Wait(req.Remote.Addr()); wait > 0 {
+		p.Obs().Penalized()
 		if p.Log != nil {
 			p.Log.Info("auth penalty", "service", req.Service, "session", req.Session, "rip", req.Remote.Addr().String(), "wait", wait)
 		}
@@ -193,8 +197,8 @@ func (p *Pipeline) checkLimits(req *auth.Request, res auth.Result) error {
 	}
 	if p.MaxUserIPConnections > 0 && p.Sessions != nil && req.Remote.IsValid() &&
 		p.Sessions.CountUserIP(user, req.Remote.Addr()) >= p.MaxUserIPConnections {
-		return auth.Temporary("limit", fmt.Errorf("%s has %d sessions from %s already (max_userip_connections)",
-			user, p.MaxUserIPConnections, req.Remote.Addr()))
+		return auth.Temporary("limit", fmt.Errorf("%w: %s has %d sessions from %s already (max_userip_connections)",
+			ErrLimit, user, p.MaxUserIPConnections, req.Remote.Addr()))
 	}
 	return nil
 }

@@ -145,6 +145,20 @@ func (r *Registry) List() []Session {
 	return out
 }
 
+// SessionKey names a group of sessions: one service on one backend.
+type SessionKey struct{ Service, Backend string }
+
+// Counts returns how many sessions each service has on each backend.
+func (r *Registry) Counts() map[SessionKey]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[SessionKey]int{}
+	for s := range r.m {
+		out[SessionKey{s.Service, s.Backend}]++
+	}
+	return out
+}
+
 // CountUserIP returns how many sessions user has from address ip.
 func (r *Registry) CountUserIP(user string, ip netip.Addr) int {
 	r.mu.Lock()

@@ -57,7 +57,31 @@ type Listener struct {
 	AllowPlaintext bool
 	Handler        Handler
 
-	ln net.Listener
+	sock *socket // bound by Server.Start or Server.Apply
+}
+
+// socket is a bound address. It outlives the Listener that bound it: a
+// reload hands it to the new Listener for the same protocol and address,
+// so the address is never closed and connections accepted from then on
+// get the new policy (certificates, handler, networks).
+type socket struct {
+	ln  net.Listener
+	cur atomic.Pointer[Listener]
+	// prelogin counts the socket's connections that are not (yet)
+	// relayed sessions, whichever Listener accepted them.
+	prelogin atomic.Int64
+}
+
+// key identifies a listener's socket across reloads.
+func (l *Listener) key() string { return l.Protocol + " " + l.Address }
+
+// Prelogin returns how many of the listener's connections are before
+// login (or, for LMTP, open at all).
+func (l *Listener) Prelogin() int64 {
+	if l.sock == nil {
+		return 0
+	}
+	return l.sock.prelogin.Load()
 }
 
 func (l *Listener) trusted(a netip.Addr) bool { return contains(l.Trusted, a) }
@@ -76,10 +100,10 @@ func (l *Listener) unix() bool { return strings.HasPrefix(l.Address, "/") }
 
 // Addr returns the bound address (useful with port 0), nil before Start.
 func (l *Listener) Addr() net.Addr {
-	if l.ln == nil {
+	if l.sock == nil {
 		return nil
 	}
-	return l.ln.Addr()
+	return l.sock.ln.Addr()
 }
 
 // Limits bound clients before login.
@@ -89,15 +113,26 @@ type Limits struct {
 }
 
 // Server accepts clients on its listeners and hands them to handlers.
+// Apply replaces the listeners (and Limits) while it runs.
 type Server struct {
+	// Listeners and Limits are the initial configuration: set them before
+	// Start; Apply changes them afterwards.
 	Listeners []*Listener
 	Limits    Limits
 	Log       *slog.Logger
 
-	mu     sync.Mutex
-	conns  map[net.Conn]*connState
-	wg     sync.WaitGroup
-	closed bool
+	mu      sync.Mutex
+	conns   map[net.Conn]*connState
+	wg      sync.WaitGroup
+	closed  bool
+	sockets map[string]*socket
+	current []*Listener
+	limits  Limits
+	// serveCtx is Serve's context (nil before Serve): sockets bound by
+	// Apply start accepting under it.
+	serveCtx context.Context
+	accepts  sync.WaitGroup
+	stopped  chan struct{}
 }
 
 // connState is what Shutdown needs to know of a connection.
@@ -143,17 +178,117 @@ func (st *connState) cutAll() {
 
 // Start binds every listener; on failure nothing stays bound.
 func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.conns = map[net.Conn]*connState{}
+	s.sockets = map[string]*socket{}
+	s.stopped = make(chan struct{})
+	s.limits = s.Limits
+	bound, err := s.bindLocked(s.Listeners)
+	if err != nil {
+		return err
+	}
 	for _, l := range s.Listeners {
+		l.sock = bound[l.key()]
+		l.sock.cur.Store(l)
+		s.Log.Info("listening", "service", l.Protocol, "address", l.sock.ln.Addr().String(), "tls", tlsModeName(l.TLSMode))
+	}
+	s.sockets, s.current = bound, s.Listeners
+	return nil
+}
+
+// bindLocked gives every listener of ls a socket: the one already bound
+// for its protocol and address, or a new one. On failure the new sockets
+// are closed again and the old ones are untouched. It returns the
+// sockets by key.
+func (s *Server) bindLocked(ls []*Listener) (map[string]*socket, error) {
+	out := map[string]*socket{}
+	var fresh []*socket
+	for _, l := range ls {
+		k := l.key()
+		if _, dup := out[k]; dup {
+			closeSockets(fresh)
+			return nil, fmt.Errorf("listen %s %s: listed twice", l.Protocol, l.Address)
+		}
+		if old := s.sockets[k]; old != nil {
+			out[k] = old
+			continue
+		}
 		ln, err := listen(l)
 		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("listen %s %s: %w", l.Protocol, l.Address, err)
+			closeSockets(fresh)
+			return nil, fmt.Errorf("listen %s %s: %w", l.Protocol, l.Address, err)
 		}
-		l.ln = ln
-		s.Log.Info("listening", "service", l.Protocol, "address", ln.Addr().String(), "tls", tlsModeName(l.TLSMode))
+		sock := &socket{ln: ln}
+		fresh = append(fresh, sock)
+		out[k] = sock
 	}
+	return out, nil
+}
+
+func closeSockets(socks []*socket) {
+	for _, sock := range socks {
+		sock.ln.Close()
+	}
+}
+
+// Apply replaces the listeners and limits of a running server, as a
+// reload does: addresses that stay keep their socket (nothing is
+// refused meanwhile) and accept new connections with the new policy;
+// new addresses are bound; addresses that went are closed. Connections
+// already open — pre-login, relayed or delivering — are not touched:
+// they finish under the configuration they started with. On error
+// (an address that cannot be bound) nothing changes.
+func (s *Server) Apply(ls []*Listener, limits Limits) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("server is shut down")
+	}
+	bound, err := s.bindLocked(ls)
+	if err != nil {
+		return err
+	}
+	for k, sock := range s.sockets {
+		if _, stays := bound[k]; !stays {
+			// Closing ends its accept loop; its connections go on.
+			sock.ln.Close()
+			s.Log.Info("listener closed", "address", sock.ln.Addr().String())
+		}
+	}
+	for _, l := range ls {
+		sock := bound[l.key()]
+		l.sock = sock
+		prev := sock.cur.Swap(l)
+		if l.unix() && l.Mode != 0 && (prev == nil || prev.Mode != l.Mode) {
+			if err := os.Chmod(l.Address, l.Mode); err != nil {
+				s.Log.Warn("socket mode not changed", "address", l.Address, "reason", err)
+			}
+		}
+		if prev == nil {
+			s.Log.Info("listening", "service", l.Protocol, "address", sock.ln.Addr().String(), "tls", tlsModeName(l.TLSMode))
+			if s.serveCtx != nil {
+				s.startAcceptLocked(sock)
+			}
+		}
+	}
+	s.sockets, s.current, s.limits = bound, ls, limits
 	return nil
+}
+
+// Current returns the listeners in use now.
+func (s *Server) Current() []*Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Listener(nil), s.current...)
+}
+
+func (s *Server) startAcceptLocked(sock *socket) {
+	s.accepts.Add(1)
+	go func() {
+		defer s.accepts.Done()
+		s.accept(s.serveCtx, sock)
+	}()
 }
 
 // listen binds a TCP address or a UNIX socket (a stale socket file left
@@ -187,23 +322,24 @@ func tlsModeName(m TLSMode) string {
 	return [...]string{"none", "starttls", "implicit"}[m]
 }
 
-// Serve accepts connections until ctx is done or Close is called.
+// Serve accepts connections until Close or Shutdown is called (sockets
+// Apply binds included), then waits for its accept loops to end.
 func (s *Server) Serve(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, l := range s.Listeners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.accept(ctx, l)
-		}()
+	s.mu.Lock()
+	s.serveCtx = ctx
+	for _, sock := range s.sockets {
+		s.startAcceptLocked(sock)
 	}
-	wg.Wait()
+	stopped := s.stopped
+	s.mu.Unlock()
+	<-stopped
+	s.accepts.Wait()
 }
 
-func (s *Server) accept(ctx context.Context, l *Listener) {
+func (s *Server) accept(ctx context.Context, sock *socket) {
 	var delay time.Duration
 	for {
-		c, err := l.ln.Accept()
+		c, err := sock.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -215,31 +351,42 @@ func (s *Server) accept(ctx context.Context, l *Listener) {
 			continue
 		}
 		delay = 0
-		st := s.track(c)
+		st, limits := s.track(c)
 		if st == nil {
 			c.Close()
 			return
 		}
-		go s.handle(ctx, l, c, st)
+		go s.handle(ctx, sock.cur.Load(), c, st, limits)
 	}
 }
 
 // track registers c and counts its handler (under the lock, so that
 // Shutdown's Wait never races an Add); nil means the server is closing.
-func (s *Server) track(c net.Conn) *connState {
+func (s *Server) track(c net.Conn) (*connState, Limits) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil
+		return nil, Limits{}
 	}
 	st := &connState{}
 	s.conns[c] = st
 	s.wg.Add(1)
-	return st
+	return st, s.limits
 }
 
-func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connState) {
+func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connState, limits Limits) {
 	defer s.wg.Done()
+	// The connection counts as pre-login until its ClientConn leaves
+	// that state (a relayed session) or it ends.
+	l.sock.prelogin.Add(1)
+	var cc *ClientConn
+	defer func() {
+		if cc == nil {
+			l.sock.prelogin.Add(-1)
+		} else {
+			cc.leavePrelogin()
+		}
+	}()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -273,15 +420,16 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connSt
 	}
 	if l.TLSMode == TLSImplicit {
 		tc := tls.Server(c, l.TLSConfig)
-		c.SetDeadline(time.Now().Add(s.Limits.LoginTimeout))
+		c.SetDeadline(time.Now().Add(limits.LoginTimeout))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			log.Info("TLS handshake failed", "reason", err)
 			return
 		}
 		c = tc
 	}
-	cc := newClientConn(c, l, s.Log, s.Limits.MaxLine, time.Now().Add(s.Limits.LoginTimeout), peer, local)
+	cc = newClientConn(c, l, s.Log, limits.MaxLine, time.Now().Add(limits.LoginTimeout), peer, local)
 	cc.state = st
+	cc.prelogin = &l.sock.prelogin
 	cc.TLS = cc.TLS || lbTLS
 	l.Handler.Serve(ctx, cc)
 }
@@ -301,9 +449,15 @@ func (s *Server) Close() { s.Shutdown(0) }
 // makes the client deliver again — so it is let finish.
 func (s *Server) Shutdown(grace time.Duration) {
 	s.mu.Lock()
+	wasClosed := s.closed
 	s.closed = true
+	for _, sock := range s.sockets {
+		sock.ln.Close()
+	}
+	if !wasClosed && s.stopped != nil {
+		close(s.stopped)
+	}
 	s.mu.Unlock()
-	s.closeListeners()
 	s.mu.Lock()
 	busy := 0
 	for c, st := range s.conns {
@@ -335,12 +489,4 @@ func (s *Server) Shutdown(grace time.Duration) {
 		s.mu.Unlock()
 	}
 	s.wg.Wait()
-}
-
-func (s *Server) closeListeners() {
-	for _, l := range s.Listeners {
-		if l.ln != nil {
-			l.ln.Close()
-		}
-	}
 }

@@ -234,7 +234,7 @@ func TestPOP3Session(t *testing.T) {
 		}
 	}
 	// The backend logs the gateway's session id (XCLIENT SESSION=).
-	m := regexp.MustCompile(`msg="proxy: logged in" session=(\S+) service=pop3 remote=127\.0\.5\.1:`).FindStringSubmatch(e.gw.Log())
+	m := regexp.MustCompile(`msg=login session=(\S+) service=pop3 remote=127\.0\.5\.1:`).FindStringSubmatch(e.gw.Log())
 	if m == nil {
 		t.Fatalf("no pop3 login in the gateway log:\n%s", lastLines(e.gw.Log(), 10))
 	}

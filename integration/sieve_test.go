@@ -225,7 +225,7 @@ func TestSieveThroughGateway(t *testing.T) {
 	if n := sieveLogins(other, u, "127.0.0.55"); n != 0 {
 		t.Fatalf("the user reached %s too", other.Opts.IP)
 	}
-	m := regexp.MustCompile(`msg="proxy: logged in" session=(\S+) service=sieve remote=127\.0\.0\.55:`).FindStringSubmatch(e.gw.Log())
+	m := regexp.MustCompile(`msg=login session=(\S+) service=sieve remote=127\.0\.0\.55:`).FindStringSubmatch(e.gw.Log())
 	if m == nil || !logHas(ring, "session=<"+m[1]+">") {
 		t.Fatalf("the gateway's session id (%v) is not in the backend's log:\n%s", m, lastLines(ring.Log(), 5))
 	}

@@ -27,6 +27,17 @@ type Cache struct {
 	items map[string]*list.Element
 	lru   *list.List // front: most recently used
 	size  int
+	// hits and misses count lookups answered by a fresh entry or not
+	// (guarded by mu).
+	hits, misses uint64
+}
+
+// Stats returns how many lookups a fresh entry answered (hits) and how
+// many went to the database (misses), and the entries held now.
+func (c *Cache) Stats() (hits, misses uint64, entries int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hits, c.misses, len(c.items)
 }
 
 type cacheItem struct {
@@ -57,6 +68,7 @@ func (c *Cache) get(key string) (it cacheItem, fresh, found bool) {
 	defer c.mu.Unlock()
 	el, ok := c.items[key]
 	if !ok {
+		c.misses++
 		return cacheItem{}, false, false
 	}
 	c.lru.MoveToFront(el)
@@ -66,7 +78,13 @@ func (c *Cache) get(key string) (it cacheItem, fresh, found bool) {
 	if it.res.Status != auth.StatusOK {
 		ttl = c.negTTL
 	}
-	return it, c.now().Sub(it.stored) < ttl, true
+	fresh = c.now().Sub(it.stored) < ttl
+	if fresh {
+		c.hits++
+	} else {
+		c.misses++
+	}
+	return it, fresh, true
 }
 
 // put stores a lookup answer (OK or unknown user).

@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/maildirector/maildirector/auth"
 )
@@ -36,6 +37,9 @@ type Chain struct {
 	// HashLimit bounds concurrent stored-password checks (nil: no bound).
 	HashLimit *HashLimit
 	Log       *slog.Logger
+	// Observe, when set, is told of every entry's answer and its time
+	// (cache hits included: they are answers too, just quick ones).
+	Observe auth.ObserveFunc
 }
 
 // Verify authenticates req with its password. Negative answers are
@@ -226,7 +230,11 @@ func (s *state) walk(ctx context.Context) (auth.Result, error) {
 	}
 	for {
 		e := &s.list[i]
+		asked := time.Now()
 		res, err := query(ctx, log, s.chain.HashLimit, e, s.req, s.check || s.masterPhase, s.keep && !s.masterPhase)
+		if s.chain.Observe != nil {
+			s.chain.Observe(e.Name, e.Driver, auth.Outcome(res, err), time.Since(asked))
+		}
 		if e.Deny {
 			switch {
 			case err != nil:

@@ -102,7 +102,10 @@ func ParseSkip(s string) (Skip, error) {
 // Entry is one database in a chain, with Dovecot's per-passdb settings.
 type Entry struct {
 	Name string
-	DB   DB
+	// Driver names the entry's database kind ("ldap", "sql", ...) for
+	// metrics.
+	Driver string
+	DB     DB
 	// DefaultScheme overrides the database's own default scheme.
 	DefaultScheme string
 	Skip          Skip

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/maildirector/maildirector/auth"
 	"github.com/maildirector/maildirector/passdb"
@@ -46,7 +47,9 @@ func ParseSkip(s string) (Skip, error) {
 
 // Entry is one user database in a chain.
 type Entry struct {
-	Name       string
+	Name string
+	// Driver names the entry's database kind, for metrics.
+	Driver     string
 	DB         DB
 	Skip       Skip
 	OnSuccess  passdb.Rule // default ReturnOK
@@ -73,6 +76,8 @@ type Chain struct {
 	// name as an unknown user.
 	Username func(name string) (fixed string, ok bool, err error)
 	Log      *slog.Logger
+	// Observe, when set, is told of every entry's answer and its time.
+	Observe auth.ObserveFunc
 }
 
 // Lookup finds req.User: found anywhere wins; else an internal failure on
@@ -102,7 +107,11 @@ func (c *Chain) Lookup(ctx context.Context, req *auth.Request) (auth.Result, err
 		if (e.Skip == SkipFound && found) || (e.Skip == SkipNotFound && !found) {
 			continue
 		}
+		asked := time.Now()
 		res, err := e.DB.LookupUserdb(ctx, &r)
+		if c.Observe != nil {
+			c.Observe(e.Name, e.Driver, auth.Outcome(res, err), time.Since(asked))
+		}
 		lastErr = err
 		var rule passdb.Rule
 		switch {

@@ -5,16 +5,20 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/maildirector/maildirector/admin"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
+	"github.com/maildirector/maildirector/metrics"
 	"github.com/maildirector/maildirector/passdb"
+	"github.com/maildirector/maildirector/statuspage"
 )
 
 // adminDoors are the admin socket and the admin listener serve runs (each
@@ -24,7 +28,9 @@ type adminDoors struct {
 	http   *admin.HTTPServer
 	// mux holds the admin listener's routes, all behind the tokens: the
 	// API, and whatever else that listener serves (metrics, status page).
-	mux *http.ServeMux
+	mux    *http.ServeMux
+	api    *admin.API
+	tokens *admin.Tokens
 }
 
 // buildAdmin prepares the admin doors of cfg over dir: it reads the token
@@ -64,10 +70,60 @@ func buildAdmin(cfg *config.Config, dir *director.Director, log *slog.Logger) (*
 			tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
 		doors.mux = http.NewServeMux()
-		(&admin.API{Ops: ops, Log: log}).Register(doors.mux)
+		doors.api = &admin.API{Ops: ops, Log: log}
+		doors.tokens = tokens
 		doors.http = &admin.HTTPServer{Address: a.Listen, TLS: tlsConfig, Handler: tokens.Require(doors.mux, log), Log: log}
 	}
 	return doors, nil
+}
+
+// mount puts the routes on the admin listener (the API, with reload when
+// given; metrics; the activity feed), and reload on the socket.
+func (d *adminDoors) mount(a *app, reload admin.Reloader) {
+	if d.socket != nil {
+		d.socket.Reload = reload
+	}
+	if d.mux == nil {
+		return
+	}
+	d.api.Reload = reload
+	d.api.Register(d.mux)
+	// The page's pattern has no method: every API pattern is more
+	// specific, so it takes only what nothing else does.
+	d.mux.Handle("/", statuspage.Handler())
+	if a.metrics != nil {
+		d.mux.Handle("GET /metrics", a.metrics.Handler())
+		d.mux.HandleFunc("GET /api/v1/activity", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(activity{
+				Gateway: a.name, Now: time.Now(), Fenced: a.director.IsFenced(),
+				Logins: a.metrics.Logins(), Events: a.director.Events(),
+			})
+		})
+	}
+}
+
+// activity is GET /api/v1/activity: what the status page draws besides
+// /api/v1/status.
+type activity struct {
+	Gateway string                `json:"gateway"`
+	Now     time.Time             `json:"now"`
+	Fenced  bool                  `json:"fenced"`
+	Logins  []metrics.LoginBucket `json:"logins"`
+	Events  []director.Event      `json:"events"`
+}
+
+// reloadTokens re-reads the token file (a reload).
+func (d *adminDoors) reloadTokens(cfg *config.Config) error {
+	if d.tokens == nil || cfg.Admin.TokenFile == "" {
+		return nil
+	}
+	t, err := admin.LoadTokens(cfg.Admin.TokenFile)
+	if err != nil {
+		return fmt.Errorf("admin.token_file: %w", err)
+	}
+	d.tokens.Replace(t)
+	return nil
 }
 
 // start binds the doors and serves them until ctx is done; wait returns

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"sync"
 
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
@@ -19,23 +21,59 @@ import (
 	"github.com/maildirector/maildirector/gateway/sieve"
 	"github.com/maildirector/maildirector/internal/authbuild"
 	"github.com/maildirector/maildirector/mechs"
+	"github.com/maildirector/maildirector/metrics"
 	"github.com/maildirector/maildirector/oauth"
 )
 
 // app is everything serve runs, built from a config without I/O beyond
-// reading certificate files.
+// reading certificate and .conf.ext files.
 type app struct {
 	server   *gateway.Server
 	director *director.Director
-	pipeline *gateway.Pipeline
-	auth     *authbuild.DBs
+	registry *gateway.Registry
 	admin    *adminDoors
+	metrics  *metrics.Metrics
+	name     string // this gateway's name in the cluster
+
+	mu    sync.Mutex
+	front *front // the part a reload replaces
+}
+
+// front is what a reload rebuilds from the new configuration: the
+// databases, the login pipeline, the protocol handlers and the listeners
+// with their certificates. The director, the session registry and the
+// metrics are shared by every generation: sessions outlive a reload.
+type front struct {
+	pipeline  *gateway.Pipeline
+	auth      *authbuild.DBs
+	listeners []*gateway.Listener
+	limits    gateway.Limits
+}
+
+// shared is what every front generation is built around.
+type shared struct {
+	director *director.Director
+	registry *gateway.Registry
+	metrics  *metrics.Metrics // nil: none (config check, tools)
+	// penalty is the previous generation's, kept when its settings did
+	// not change: a reload must not forgive an address mid-attack.
+	penalty *gateway.Penalty
 }
 
 func newLogger(c config.Log, w *os.File) *slog.Logger {
+	return newLoggerLevel(c, w, nil)
+}
+
+// newLoggerLevel is newLogger with its level held in lv (when not nil),
+// so that a reload can change it.
+func newLoggerLevel(c config.Log, w *os.File, lv *slog.LevelVar) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	if lv != nil {
+		lv.Set(level)
+		opts.Level = lv
+	}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -43,13 +81,9 @@ func newLogger(c config.Log, w *os.File) *slog.Logger {
 }
 
 // build turns cfg into the running parts, reporting every problem. The
-// director keeps its state in store.
-func build(cfg *config.Config, log *slog.Logger, store director.Store) (*app, error) {
+// director keeps its state in store. m may be nil (no metrics).
+func build(cfg *config.Config, log *slog.Logger, store director.Store, m *metrics.Metrics) (*app, error) {
 	var errs []error
-	adb, err := authbuild.Build(cfg, log)
-	if err != nil {
-		errs = append(errs, err)
-	}
 	hosts, err := director.ParseHosts(cfg.Director.Backends)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("director.backends: %w", err))
@@ -61,6 +95,46 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store) (*app, er
 		Store:        store,
 		Logger:       log,
 	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	registry := &gateway.Registry{}
+	var f *front
+	if dir != nil {
+		f, err = buildFront(cfg, log, shared{director: dir, registry: registry, metrics: m})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	doors, err := buildAdmin(cfg, dir, log)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		if f != nil {
+			f.auth.Close()
+		}
+		return nil, errors.Join(errs...)
+	}
+	srv := &gateway.Server{Listeners: f.listeners, Limits: f.limits, Log: log}
+	name := cfg.Director.Name
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	return &app{server: srv, director: dir, registry: registry, admin: doors, metrics: m, front: f, name: name}, nil
+}
+
+// current returns the front generation in use.
+func (a *app) current() *front {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.front
+}
+
+// buildFront builds one generation of the front around sh.
+func buildFront(cfg *config.Config, log *slog.Logger, sh shared) (*front, error) {
+	var errs []error
+	adb, err := authbuild.Build(cfg, log)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -110,21 +184,35 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store) (*app, er
 		}
 		return nil, errors.Join(errs...)
 	}
+	var obs gateway.Observer
+	if sh.metrics != nil {
+		obs = sh.metrics
+		adb.Passdb.Observe = sh.metrics.Passdb()
+		if adb.Userdb != nil {
+			adb.Userdb.Observe = sh.metrics.Userdb()
+		}
+	}
+	penalty := &gateway.Penalty{
+		Delay:  *cfg.Limits.AuthFailureDelay,
+		Max:    *cfg.Limits.AuthPenaltyMax,
+		Exempt: cfg.Trusted(),
+	}
+	if old := sh.penalty; old != nil && old.Delay == penalty.Delay && old.Max == penalty.Max && slices.Equal(old.Exempt, penalty.Exempt) {
+		penalty = old
+	}
 	pipeline := &gateway.Pipeline{
-		Passdb:            adb.Passdb,
-		Director:          dir,
-		Ports:             cfg.Backend.Ports.Map(),
-		HostPorts:         map[string]map[string]int{},
-		TLSConfig:         backendTLS,
-		SendProxyProtocol: cfg.Backend.SendProxyProtocol,
-		Timeout:           cfg.Backend.Timeout,
-		ConnectAttempts:   cfg.Backend.ConnectAttempts,
-		Log:               log,
-		Penalty: &gateway.Penalty{
-			Delay:  *cfg.Limits.AuthFailureDelay,
-			Max:    *cfg.Limits.AuthPenaltyMax,
-			Exempt: cfg.Trusted(),
-		},
+		Passdb:               adb.Passdb,
+		Director:             sh.director,
+		Ports:                cfg.Backend.Ports.Map(),
+		HostPorts:            map[string]map[string]int{},
+		TLSConfig:            backendTLS,
+		SendProxyProtocol:    cfg.Backend.SendProxyProtocol,
+		Timeout:              cfg.Backend.Timeout,
+		ConnectAttempts:      cfg.Backend.ConnectAttempts,
+		Log:                  log,
+		Penalty:              penalty,
+		Sessions:             sh.registry,
+		Observer:             obs,
 		MaxUserIPConnections: *cfg.Limits.MaxUserIPConnections,
 		MasterUser:           cfg.Backend.MasterUser,
 		MasterPassword:       cfg.Backend.MasterPassword,
@@ -140,8 +228,7 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store) (*app, er
 	for ip, h := range cfg.Backend.Hosts {
 		pipeline.HostPorts[ip] = h.Ports.Map()
 	}
-	registry := &gateway.Registry{}
-	pipeline.Sessions = registry
+	registry := sh.registry
 	handlers := map[string]gateway.Handler{
 		"sieve": &sieve.Server{
 			Pipeline:        pipeline,
@@ -181,9 +268,10 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store) (*app, er
 		Timeout:            cfg.LMTP.Timeout,
 		MaxBadCommands:     cfg.Limits.MaxBadCommands,
 	}
-	srv := &gateway.Server{
-		Limits: gateway.Limits{LoginTimeout: cfg.Limits.LoginTimeout, MaxLine: cfg.Limits.MaxLineLength},
-		Log:    log,
+	f := &front{
+		pipeline: pipeline,
+		auth:     adb,
+		limits:   gateway.Limits{LoginTimeout: cfg.Limits.LoginTimeout, MaxLine: cfg.Limits.MaxLineLength},
 	}
 	for i, l := range cfg.Listen {
 		h, ok := handlers[l.Service()]
@@ -210,17 +298,13 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store) (*app, er
 		case "starttls":
 			gl.TLSMode = gateway.TLSStartTLS
 		}
-		srv.Listeners = append(srv.Listeners, gl)
-	}
-	doors, err := buildAdmin(cfg, dir, log)
-	if err != nil {
-		errs = append(errs, err)
+		f.listeners = append(f.listeners, gl)
 	}
 	if len(errs) > 0 {
 		adb.Close()
 		return nil, errors.Join(errs...)
 	}
-	return &app{server: srv, director: dir, pipeline: pipeline, auth: adb, admin: doors}, nil
+	return f, nil
 }
 
 // backendTLSConfig builds the base TLS configuration for backends: the

@@ -16,9 +16,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/director/store/memory"
+	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/metrics"
 )
 
 func loadConfig(name string, args []string, stderr io.Writer) (*config.Config, bool) {
@@ -42,7 +45,7 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, os.Stderr)
-	if _, err := build(cfg, log, memory.New()); err != nil {
+	if _, err := build(cfg, log, memory.New(), nil); err != nil {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return 1
 	}
@@ -86,28 +89,33 @@ func storedHosts(ctx context.Context, cfg *config.Config, log *slog.Logger) ([]d
 }
 
 func cmdServe(args []string, stderr io.Writer) int {
-	cfg, ok := loadConfig("serve", args, stderr)
-	if !ok {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "/etc/maildirector/maildirector.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
 		return 1
 	}
-	log := newLogger(cfg.Log, os.Stderr)
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return 1
+	}
+	level := new(slog.LevelVar)
+	log := newLoggerLevel(cfg.Log, os.Stderr, level)
 	st, err := openStore(cfg, log, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "maildirector: director store: %v\n", err)
 		return 1
 	}
 	defer st.Close()
-	a, err := build(cfg, log, st.store)
+	m := metrics.New()
+	a, err := build(cfg, log, m.Store(st.store), m)
 	if err != nil {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return 1
 	}
-	name := cfg.Director.Name
-	if name == "" {
-		name, _ = os.Hostname()
-	}
 	startCtx, cancelStart := context.WithTimeout(context.Background(), 30*time.Second)
-	err = a.director.Start(startCtx, "serve on "+name)
+	err = a.director.Start(startCtx, "serve on "+a.name)
 	cancelStart()
 	if err != nil {
 		fmt.Fprintf(stderr, "maildirector: director store: %v\n", err)
@@ -117,27 +125,27 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return 1
 	}
-	for _, l := range a.server.Listeners {
-		if ta, ok := l.Addr().(*net.TCPAddr); ok {
-			ap := ta.AddrPort()
-			a.pipeline.Self = append(a.pipeline.Self, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-		}
-	}
-	defer a.auth.Close()
+	a.current().pipeline.Self = selfAddrs(a.server.Current())
+	defer func() { a.current().auth.Close() }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go a.director.Run(ctx)
+	hr := &healthRun{store: st.store, name: a.name, log: log, base: ctx}
+	if err := hr.restart(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return 1
+	}
+	defer hr.stop()
+	r := &reloader{path: *path, a: a, log: log, level: level, health: hr, cfg: cfg}
+	a.admin.mount(a, r.reload)
 	adminWait, err := a.admin.start(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return 1
 	}
-	_, healthWait, err := startHealth(ctx, cfg, st.store, name, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "maildirector: %v\n", err)
-		return 1
-	}
-	// SIGHUP flushes the auth cache, as it does in Dovecot.
+	a.setSources(hr.checker())
+	// SIGHUP reloads the configuration (which also empties the auth
+	// cache, as Dovecot's reload does).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -147,9 +155,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if c := a.auth.Cache; c != nil {
-					log.Info("auth cache flushed", "entries", c.Flush())
-				}
+				notify(log, daemon.SdNotifyReloading)
+				r.reload(ctx, "SIGHUP")
+				notify(log, daemon.SdNotifyReady)
 			}
 		}
 	}()
@@ -159,11 +167,27 @@ func cmdServe(args []string, stderr io.Writer) int {
 		close(done)
 	}()
 	log.Info("maildirector started", "version", version, "backends", len(a.director.Hosts()), "store", st.where, "fenced", a.director.IsFenced())
+	notify(log, daemon.SdNotifyReady)
+	go watchdog(ctx, log)
 	<-ctx.Done()
 	log.Info("shutting down")
+	notify(log, daemon.SdNotifyStopping)
 	a.server.Shutdown(cfg.LMTP.ShutdownGrace)
 	<-done
 	adminWait()
-	healthWait()
+	hr.stop()
 	return 0
+}
+
+// selfAddrs are the TCP addresses ls listen on: a backend among them is a
+// proxy loop.
+func selfAddrs(ls []*gateway.Listener) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range ls {
+		if ta, ok := l.Addr().(*net.TCPAddr); ok {
+			ap := ta.AddrPort()
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+	}
+	return out
 }

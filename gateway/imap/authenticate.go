@@ -6,7 +6,10 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"time"
 
+	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
 )
 
@@ -39,6 +42,7 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 			}
 		}
 	}
+	started := time.Now()
 	ex := mechs.Begin(m, ss.srv.Pipeline.MechInfo(ctx, ss.c, "imap"))
 	for {
 		challenge, done, err := ex.Next(resp)
@@ -48,7 +52,7 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 		if err != nil {
 			// The mechanism's lookup could not be made: a failure like
 			// any other login's, not a reason to hang up.
-			return false, ss.fail(cmd.tag, ss.c.Log, err)
+			return false, ss.fail(cmd.tag, ex.Outcome().User, started, err)
 		}
 		if done {
 			break
@@ -58,9 +62,11 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 		}
 		line, err := ss.c.ReadLine()
 		if err != nil {
+			ss.srv.Pipeline.LoginVerdict(ss.c, "imap", ex.Outcome().User, "", started, fmt.Errorf("%w: %v", gateway.ErrAborted, err))
 			return false, err
 		}
 		if string(line) == "*" {
+			ss.srv.Pipeline.LoginVerdict(ss.c, "imap", ex.Outcome().User, "", started, gateway.ErrAborted)
 			// RFC 9051 6.2.2: a cancelled exchange is rejected with BAD.
 			return false, ss.bad(cmd.tag, "Authentication aborted by client.")
 		}

@@ -4,7 +4,6 @@ package imap
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -33,34 +32,34 @@ func (ss *session) login(ctx context.Context, cmd *command) (bool, error) {
 // the client OK only after the backend accepted the login.
 func (ss *session) proxyLogin(ctx context.Context, tag, mech string, o mechs.Outcome) (bool, error) {
 	c := ss.c
-	log := c.Log.With("user", ss.srv.Pipeline.LogUser(c, "imap", mech, o))
+	user := ss.srv.Pipeline.LogUser(c, "imap", mech, o)
 	start := time.Now()
 	t, b, okLine, err := ss.srv.Pipeline.Login(ctx, c, "imap", mech, o,
 		func(ctx context.Context, b *gateway.BackendConn, t *gateway.Target) (string, error) {
 			return backendLogin(ctx, b, c, t, ss.srv.Pipeline)
 		})
 	if err != nil {
-		return false, ss.fail(tag, log, err)
+		return false, ss.fail(tag, user, start, err)
 	}
 	defer t.Release()
 	if mech == "" {
 		mech = "LOGIN command"
 	}
-	gateway.Proxy(c, t, b, ss.srv.Registry, "imap", mech, start, func() error { return c.Printf("%s %s", tag, okLine) })
+	ss.srv.Pipeline.Proxy(c, t, b, ss.srv.Registry, "imap", mech, start, func() error { return c.Printf("%s %s", tag, okLine) })
 	return true, nil
 }
 
-// fail renders a failed login (ARCHITECTURE decision 6: fixed wire texts,
-// details to the log) and counts it.
-func (ss *session) fail(tag string, log *slog.Logger, err error) error {
+// fail renders a failed login of user that began at started
+// (ARCHITECTURE decision 6: fixed wire texts, details to the log line
+// LoginVerdict writes) and counts it.
+func (ss *session) fail(tag, user string, started time.Time, err error) error {
+	ss.srv.Pipeline.LoginVerdict(ss.c, "imap", user, "", started, err)
 	outcome, reason := gateway.OutcomeOf(err)
 	var line string
 	switch outcome {
 	case gateway.OutcomeAuthFailed:
-		log.Info("login failed", "reason", err)
 		line = "NO [AUTHENTICATIONFAILED] Authentication failed."
 	case gateway.OutcomeDisabled:
-		log.Info("login refused: nologin", "reason", err)
 		line = "NO [AUTHENTICATIONFAILED] Authentication failed."
 		if reason = gateway.OneLine(reason); reason != "" {
 			// Dovecot shows the passdb's reason as an alert unless it
@@ -72,10 +71,8 @@ func (ss *session) fail(tag string, log *slog.Logger, err error) error {
 			}
 		}
 	case gateway.OutcomeTempFail:
-		log.Warn("login failed temporarily", "reason", err)
 		line = "NO [UNAVAILABLE] Temporary authentication failure."
 	default:
-		log.Error("login failed: internal error", "reason", err)
 		line = "NO [SERVERBUG] Internal error occurred. Refer to server log for more information."
 	}
 	ss.authFailures++

@@ -108,6 +108,7 @@ func (s *session) data(_ context.Context) (done bool) {
 	case errors.Is(readErr, errTooBig):
 		for _, r := range s.rcpts {
 			s.c.Printf("%s", reply{552, "5.3.4", "<" + r.addr + "> Message too big"})
+			s.srv.Pipeline.Obs().LMTPRecipient("permfail")
 		}
 		s.failAll()
 		s.reset()
@@ -138,6 +139,7 @@ func (s *session) data(_ context.Context) (done bool) {
 			rr = res.replies[index[r]]
 		}
 		s.c.Log.Info("lmtp: delivery", "rcpt", r.addr, "to", r.to, "backend", r.be.target.Addr(), "reply", rr.String())
+		s.srv.Pipeline.Obs().LMTPRecipient(rr.result())
 		s.c.W.WriteString(rr.String() + "\r\n")
 	}
 	s.c.W.Flush()

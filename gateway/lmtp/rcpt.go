@@ -30,7 +30,12 @@ func (s *session) rcpt(ctx context.Context, arg string) {
 		s.reply(reply{452, "4.5.3", "Too many recipients"})
 		return
 	}
-	s.reply(s.route(ctx, addr))
+	r := s.route(ctx, addr)
+	if r.code >= 400 {
+		// Refused at RCPT: that is this recipient's final answer.
+		s.srv.Pipeline.Obs().LMTPRecipient(r.result())
+	}
+	s.reply(r)
 }
 
 func (s *session) route(ctx context.Context, addr string) reply {

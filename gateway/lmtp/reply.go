@@ -15,6 +15,17 @@ type reply struct {
 	text string
 }
 
+// result is the reply's class as metrics count a recipient's answer.
+func (r reply) result() string {
+	switch {
+	case r.code < 400:
+		return "ok"
+	case r.code < 500:
+		return "tempfail"
+	}
+	return "permfail"
+}
+
 func (r reply) String() string {
 	if r.enh != "" {
 		return fmt.Sprintf("%d %s %s", r.code, r.enh, r.text)

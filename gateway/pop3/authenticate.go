@@ -6,8 +6,11 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
+	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
 )
 
@@ -42,6 +45,7 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 			}
 		}
 	}
+	started := time.Now()
 	ex := mechs.Begin(m, ss.srv.Pipeline.MechInfo(ctx, ss.c, "pop3"))
 	for {
 		challenge, done, err := ex.Next(resp)
@@ -51,7 +55,7 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 		if err != nil {
 			// The mechanism's lookup could not be made: a failure like
 			// any other login's, not a reason to hang up.
-			return false, ss.fail(ss.c.Log, err)
+			return false, ss.fail(ex.Outcome().User, started, err)
 		}
 		if done {
 			break
@@ -61,9 +65,11 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 		}
 		line, err := ss.c.ReadLine()
 		if err != nil {
+			ss.srv.Pipeline.LoginVerdict(ss.c, "pop3", ex.Outcome().User, "", started, fmt.Errorf("%w: %v", gateway.ErrAborted, err))
 			return false, err
 		}
 		if string(line) == "*" {
+			ss.srv.Pipeline.LoginVerdict(ss.c, "pop3", ex.Outcome().User, "", started, gateway.ErrAborted)
 			// RFC 5034 4: a cancelled exchange is rejected with -ERR.
 			return false, ss.bad("Authentication aborted by client.")
 		}

@@ -5,7 +5,6 @@ package pop3
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -50,20 +49,20 @@ func (ss *session) pass(ctx context.Context, cmd *command) (bool, error) {
 // the client +OK only after the backend accepted the login.
 func (ss *session) proxyLogin(ctx context.Context, mech string, o mechs.Outcome) (bool, error) {
 	c := ss.c
-	log := c.Log.With("user", ss.srv.Pipeline.LogUser(c, "pop3", mech, o))
+	user := ss.srv.Pipeline.LogUser(c, "pop3", mech, o)
 	start := time.Now()
 	t, b, okLine, err := ss.srv.Pipeline.Login(ctx, c, "pop3", mech, o,
 		func(ctx context.Context, b *gateway.BackendConn, t *gateway.Target) (string, error) {
 			return backendLogin(ctx, b, c, t, ss.srv.Pipeline)
 		})
 	if err != nil {
-		return false, ss.fail(log, err)
+		return false, ss.fail(user, start, err)
 	}
 	defer t.Release()
 	if mech == "" {
 		mech = "USER/PASS"
 	}
-	gateway.Proxy(c, t, b, ss.srv.Registry, "pop3", mech, start, func() error { return c.Printf("%s", okLine) })
+	ss.srv.Pipeline.Proxy(c, t, b, ss.srv.Registry, "pop3", mech, start, func() error { return c.Printf("%s", okLine) })
 	return true, nil
 }
 
@@ -78,7 +77,8 @@ const (
 // fail renders a failed login (ARCHITECTURE decision 6: fixed wire texts,
 // details to the log) and counts it. Only a definitive "no" gets [AUTH]:
 // RFC 3206 reserves it for credentials, never for "try again later".
-func (ss *session) fail(log *slog.Logger, err error) error {
+func (ss *session) fail(user string, started time.Time, err error) error {
+	ss.srv.Pipeline.LoginVerdict(ss.c, "pop3", user, "", started, err)
 	var line string
 	var inUse *inUseError
 	outcome, reason := gateway.OutcomeOf(err)
@@ -87,13 +87,10 @@ func (ss *session) fail(log *slog.Logger, err error) error {
 		// The backend's mailbox is locked by another session (Dovecot's
 		// pop3_lock_session, mail_max_userip_connections): temporary, and
 		// its own words tell the client what to do.
-		log.Info("login failed: mailbox in use", "reason", err)
 		line = "-ERR " + gateway.OneLine(inUse.text)
 	case outcome == gateway.OutcomeAuthFailed:
-		log.Info("login failed", "reason", err)
 		line = replyAuthFailed
 	case outcome == gateway.OutcomeDisabled:
-		log.Info("login refused: nologin", "reason", err)
 		line = replyAuthFailed
 		if reason = gateway.OneLine(reason); reason != "" {
 			// A reason with its own response code keeps it.
@@ -104,10 +101,8 @@ func (ss *session) fail(log *slog.Logger, err error) error {
 			}
 		}
 	case outcome == gateway.OutcomeTempFail:
-		log.Warn("login failed temporarily", "reason", err)
 		line = replyTempFail
 	default:
-		log.Error("login failed: internal error", "reason", err)
 		line = replyInternal
 	}
 	ss.authFailures++

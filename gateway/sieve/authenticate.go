@@ -6,7 +6,10 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"time"
 
+	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
 )
 
@@ -44,6 +47,7 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 			return false, ss.bad("Invalid base64 data in initial response.")
 		}
 	}
+	started := time.Now()
 	ex := mechs.Begin(m, ss.srv.Pipeline.MechInfo(ctx, ss.c, "sieve"))
 	for {
 		challenge, done, err := ex.Next(resp)
@@ -53,7 +57,7 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 		if err != nil {
 			// The mechanism's lookup could not be made: a failure like
 			// any other login's, not a reason to hang up.
-			return false, ss.fail(ss.c.Log, err)
+			return false, ss.fail(ex.Outcome().User, started, err)
 		}
 		if done {
 			break
@@ -63,6 +67,9 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 		}
 		if resp, err = ss.clientResponse(); err != nil {
 			var se *syntaxError
+			if errors.As(err, &se) && se.msg == msgAborted || !errors.As(err, &se) {
+				ss.srv.Pipeline.LoginVerdict(ss.c, "sieve", ex.Outcome().User, "", started, fmt.Errorf("%w: %v", gateway.ErrAborted, err))
+			}
 			if errors.As(err, &se) {
 				return false, ss.bad(se.msg)
 			}
@@ -71,6 +78,8 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 	}
 	return ss.proxyLogin(ctx, m.Name, ex.Outcome())
 }
+
+const msgAborted = "Authentication aborted by client."
 
 // clientResponse reads the client's answer to a challenge: one string of
 // base64. The string "*" aborts the exchange (RFC 5804 2.1).
@@ -91,7 +100,7 @@ func (ss *session) clientResponse() ([]byte, error) {
 		return nil, &syntaxError{msg: "Invalid AUTHENTICATE client response."}
 	}
 	if args[0].s == "*" {
-		return nil, &syntaxError{msg: "Authentication aborted by client."}
+		return nil, &syntaxError{msg: msgAborted}
 	}
 	resp, err := base64.StdEncoding.AppendDecode([]byte{}, []byte(args[0].s))
 	if err != nil {

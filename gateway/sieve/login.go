@@ -4,7 +4,6 @@ package sieve
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -16,17 +15,17 @@ import (
 // the client OK only after the backend accepted the login.
 func (ss *session) proxyLogin(ctx context.Context, mech string, o mechs.Outcome) (bool, error) {
 	c := ss.c
-	log := c.Log.With("user", ss.srv.Pipeline.LogUser(c, "sieve", mech, o))
+	user := ss.srv.Pipeline.LogUser(c, "sieve", mech, o)
 	start := time.Now()
 	t, b, okLine, err := ss.srv.Pipeline.Login(ctx, c, "sieve", mech, o,
 		func(ctx context.Context, b *gateway.BackendConn, t *gateway.Target) (string, error) {
 			return backendLogin(ctx, b, c, t, ss.srv.Pipeline)
 		})
 	if err != nil {
-		return false, ss.fail(log, err)
+		return false, ss.fail(user, start, err)
 	}
 	defer t.Release()
-	gateway.Proxy(c, t, b, ss.srv.Registry, "sieve", mech, start, func() error { return c.Printf("%s", okLine) })
+	ss.srv.Pipeline.Proxy(c, t, b, ss.srv.Registry, "sieve", mech, start, func() error { return c.Printf("%s", okLine) })
 	return true, nil
 }
 
@@ -40,24 +39,21 @@ const (
 // fail renders a failed login — the one place that does (fixed wire
 // texts, details to the log) — and counts it. A temporary failure never
 // reads as a wrong password.
-func (ss *session) fail(log *slog.Logger, err error) error {
+func (ss *session) fail(user string, started time.Time, err error) error {
+	ss.srv.Pipeline.LoginVerdict(ss.c, "sieve", user, "", started, err)
 	outcome, reason := gateway.OutcomeOf(err)
 	var line string
 	switch outcome {
 	case gateway.OutcomeAuthFailed:
-		log.Info("login failed", "reason", err)
 		line = textAuthFailed
 	case gateway.OutcomeDisabled:
-		log.Info("login refused: nologin", "reason", err)
 		line = textAuthFailed
 		if reason = gateway.OneLine(reason); strings.TrimSpace(reason) != "" {
 			line = "NO " + quote(reason)
 		}
 	case gateway.OutcomeTempFail:
-		log.Warn("login failed temporarily", "reason", err)
 		line = textTryLater
 	default:
-		log.Error("login failed: internal error", "reason", err)
 		line = textInternal
 	}
 	ss.authFailures++

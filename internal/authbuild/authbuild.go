@@ -197,6 +197,7 @@ func (a *DBs) passdbEntry(i int, p config.Passdb) (passdb.Entry, error) {
 		name = fmt.Sprintf("%s#%d", p.Driver, i)
 	}
 	e := passdb.NewEntry(name, db)
+	e.Driver = p.Driver
 	var errs []error
 	if e.Skip, err = passdb.ParseSkip(p.Skip); err != nil {
 		errs = append(errs, err)
@@ -251,6 +252,7 @@ func (a *DBs) userdbEntry(i int, u config.Userdb) (userdb.Entry, error) {
 		name = fmt.Sprintf("%s#%d", u.Driver, i)
 	}
 	e := userdb.NewEntry(name, db)
+	e.Driver = u.Driver
 	var errs []error
 	if e.Skip, err = userdb.ParseSkip(u.Skip); err != nil {
 		errs = append(errs, err)

@@ -37,6 +37,8 @@ var allowed = map[string][]string{
 	"gateway/sieve":            {"gateway", "mechs", "auth"},
 	"gateway/lmtp":             {"gateway", "auth", "director"},
 	"admin":                    {"director", "auth"},
+	"metrics":                  {"auth", "director", "director/health", "gateway"},
+	"statuspage":               {},
 }
 
 // TestImportDirections fails when a package imports one of ours that it
