@@ -15,6 +15,8 @@ const usage = `usage: maildirector <command> [flags]
 commands:
   serve -c FILE          run the gateway
   config check -c FILE   load and validate FILE, then exit
+  reload [-c FILE]       make the gateway serving FILE re-read and apply its configuration
+                         (through admin.socket, else admin.listen); exit 1 if it was refused
   version                print the version
   pw [-s SCHEME] [-p PASSWORD] [-u USER] [-r ROUNDS] [-t HASH] | pw -l
                          make or check a password hash, like doveadm pw
@@ -69,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return cmdConfigCheck(args[2:], stdout, stderr)
+	case "reload":
+		return cmdReload(args[1:], stdout, stderr)
 	case "pw":
 		return cmdPw(args[1:], stdout, stderr)
 	case "auth":
