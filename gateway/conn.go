@@ -49,9 +49,9 @@ type ClientConn struct {
 	maxLine  int
 	deadline time.Time
 	state    *connState
-	// prelogin is the listener's pre-login count while this connection is
-	// counted in it.
-	prelogin *atomic.Int64
+	// prelogin and using are the listener's counts (Prelogin, InUse)
+	// while this connection is counted in them.
+	prelogin, using *atomic.Int64
 }
 
 // leavePrelogin takes the connection out of its listener's pre-login
@@ -59,7 +59,8 @@ type ClientConn struct {
 func (c *ClientConn) leavePrelogin() {
 	if c.prelogin != nil {
 		c.prelogin.Add(-1)
-		c.prelogin = nil
+		c.using.Add(-1)
+		c.prelogin, c.using = nil, nil
 	}
 }
 

@@ -154,8 +154,11 @@ type Pipeline struct {
 	Timeout         time.Duration // default backend connect+login budget
 	ConnectAttempts int
 	// Self lists the gateway's own listening addresses: a target among
-	// them is a proxy loop.
-	Self []netip.AddrPort
+	// them is a proxy loop. SelfAddrs, when set, adds the addresses a
+	// running server listens on now (Server.SelfAddrs), which a reload
+	// changes.
+	Self      []netip.AddrPort
+	SelfAddrs func() []netip.AddrPort
 	Log  *slog.Logger
 
 	dialer net.Dialer
@@ -376,7 +379,11 @@ func (p *Pipeline) isSelf(host string, port int) bool {
 		return false
 	}
 	a = a.Unmap()
-	for _, s := range p.Self {
+	self := p.Self
+	if p.SelfAddrs != nil {
+		self = append(self[:len(self):len(self)], p.SelfAddrs()...)
+	}
+	for _, s := range self {
 		if s.Port() != uint16(port) {
 			continue
 		}

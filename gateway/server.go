@@ -58,7 +58,15 @@ type Listener struct {
 	Handler        Handler
 
 	sock *socket // bound by Server.Start or Server.Apply
+	// using counts connections this Listener accepted that still log in
+	// (or, for LMTP, are open): they use its handler's databases.
+	using atomic.Int64
 }
+
+// InUse returns how many connections accepted by this listener still use
+// its configuration's databases (before login, or LMTP): once a reload
+// replaced it and this is 0, that configuration's databases may close.
+func (l *Listener) InUse() int64 { return l.using.Load() }
 
 // socket is a bound address. It outlives the Listener that bound it: a
 // reload hands it to the new Listener for the same protocol and address,
@@ -133,6 +141,28 @@ type Server struct {
 	serveCtx context.Context
 	accepts  sync.WaitGroup
 	stopped  chan struct{}
+	self     atomic.Pointer[[]netip.AddrPort]
+}
+
+// SelfAddrs returns the TCP addresses the server listens on now (for
+// proxy loop detection: Pipeline.SelfAddrs).
+func (s *Server) SelfAddrs() []netip.AddrPort {
+	if p := s.self.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// updateSelfLocked recomputes SelfAddrs from the bound sockets.
+func (s *Server) updateSelfLocked() {
+	var out []netip.AddrPort
+	for _, sock := range s.sockets {
+		if ta, ok := sock.ln.Addr().(*net.TCPAddr); ok {
+			ap := ta.AddrPort()
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+	}
+	s.self.Store(&out)
 }
 
 // connState is what Shutdown needs to know of a connection.
@@ -194,6 +224,7 @@ func (s *Server) Start() error {
 		s.Log.Info("listening", "service", l.Protocol, "address", l.sock.ln.Addr().String(), "tls", tlsModeName(l.TLSMode))
 	}
 	s.sockets, s.current = bound, s.Listeners
+	s.updateSelfLocked()
 	return nil
 }
 
@@ -273,6 +304,7 @@ func (s *Server) Apply(ls []*Listener, limits Limits) error {
 		}
 	}
 	s.sockets, s.current, s.limits = bound, ls, limits
+	s.updateSelfLocked()
 	return nil
 }
 
@@ -379,10 +411,12 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connSt
 	// The connection counts as pre-login until its ClientConn leaves
 	// that state (a relayed session) or it ends.
 	l.sock.prelogin.Add(1)
+	l.using.Add(1)
 	var cc *ClientConn
 	defer func() {
 		if cc == nil {
 			l.sock.prelogin.Add(-1)
+			l.using.Add(-1)
 		} else {
 			cc.leavePrelogin()
 		}
@@ -429,7 +463,7 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connSt
 	}
 	cc = newClientConn(c, l, s.Log, limits.MaxLine, time.Now().Add(limits.LoginTimeout), peer, local)
 	cc.state = st
-	cc.prelogin = &l.sock.prelogin
+	cc.prelogin, cc.using = &l.sock.prelogin, &l.using
 	cc.TLS = cc.TLS || lbTLS
 	l.Handler.Serve(ctx, cc)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -58,6 +59,8 @@ type shared struct {
 	// penalty is the previous generation's, kept when its settings did
 	// not change: a reload must not forgive an address mid-attack.
 	penalty *gateway.Penalty
+	// self returns the addresses the gateway listens on now (proxy loops).
+	self func() []netip.AddrPort
 }
 
 func newLogger(c config.Log, w *os.File) *slog.Logger {
@@ -99,9 +102,10 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store, m *metric
 		errs = append(errs, err)
 	}
 	registry := &gateway.Registry{}
+	srv := &gateway.Server{Log: log}
 	var f *front
 	if dir != nil {
-		f, err = buildFront(cfg, log, shared{director: dir, registry: registry, metrics: m})
+		f, err = buildFront(cfg, log, shared{director: dir, registry: registry, metrics: m, self: srv.SelfAddrs})
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -116,7 +120,7 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store, m *metric
 		}
 		return nil, errors.Join(errs...)
 	}
-	srv := &gateway.Server{Listeners: f.listeners, Limits: f.limits, Log: log}
+	srv.Listeners, srv.Limits = f.listeners, f.limits
 	name := cfg.Director.Name
 	if name == "" {
 		name, _ = os.Hostname()
@@ -213,6 +217,7 @@ func buildFront(cfg *config.Config, log *slog.Logger, sh shared) (*front, error)
 		Penalty:              penalty,
 		Sessions:             sh.registry,
 		Observer:             obs,
+		SelfAddrs:            sh.self,
 		MaxUserIPConnections: *cfg.Limits.MaxUserIPConnections,
 		MasterUser:           cfg.Backend.MasterUser,
 		MasterPassword:       cfg.Backend.MasterPassword,

@@ -22,7 +22,10 @@ import (
 // gateway (SIGHUP, maildirector reload, POST /api/v1/reload). One reload
 // runs at a time.
 type reloader struct {
-	path  string
+	path string
+	// base is serve's context: what a reload starts lives until it ends
+	// (not until the request that asked for the reload does).
+	base  context.Context
 	a     *app
 	log   *slog.Logger
 	level *slog.LevelVar
@@ -57,11 +60,27 @@ var restartOnly = []struct {
 	{"admin.tls", func(c *config.Config) any { return c.Admin.TLS }},
 }
 
-// oldGenerationGrace is how long a replaced generation's databases stay
-// open: connections accepted before the reload may still be logging in
-// with them (at most the login timeout plus the backend's).
-func oldGenerationGrace(c *config.Config) time.Duration {
-	return c.Limits.LoginTimeout + c.Backend.Timeout + 10*time.Second
+// closeWhenUnused closes a replaced generation's databases once no
+// connection it accepted still logs in or delivers with them (relayed
+// sessions do not use them), or when the gateway stops.
+func closeWhenUnused(ctx context.Context, old *front) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		var n int64
+		for _, l := range old.listeners {
+			n += l.InUse()
+		}
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return // serve closes the current generation; the process ends
+		case <-t.C:
+		}
+	}
+	old.auth.Close()
 }
 
 // reload re-reads the file and applies it. A configuration with any
@@ -99,7 +118,7 @@ func (r *reloader) apply(ctx context.Context) admin.ReloadReport {
 		return fail(err)
 	}
 	old := r.a.current()
-	f, err := buildFront(cfg, r.log, shared{director: r.a.director, registry: r.a.registry, metrics: r.a.metrics, penalty: old.pipeline.Penalty})
+	f, err := buildFront(cfg, r.log, shared{director: r.a.director, registry: r.a.registry, metrics: r.a.metrics, penalty: old.pipeline.Penalty, self: r.a.server.SelfAddrs})
 	if err != nil {
 		return fail(err)
 	}
@@ -118,11 +137,10 @@ func (r *reloader) apply(ctx context.Context) admin.ReloadReport {
 		return fail(err)
 	}
 	// From here on the new configuration is in use.
-	f.pipeline.Self = selfAddrs(f.listeners)
 	r.a.mu.Lock()
 	r.a.front = f
 	r.a.mu.Unlock()
-	time.AfterFunc(oldGenerationGrace(r.cfg), old.auth.Close)
+	go closeWhenUnused(r.base, old)
 	rep := admin.ReloadReport{OK: true}
 	for _, ro := range restartOnly {
 		if !reflect.DeepEqual(ro.get(r.cfg), ro.get(cfg)) {

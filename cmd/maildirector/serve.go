@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,7 +18,6 @@ import (
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/director/store/memory"
-	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/metrics"
 )
 
@@ -125,7 +122,6 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return 1
 	}
-	a.current().pipeline.Self = selfAddrs(a.server.Current())
 	defer func() { a.current().auth.Close() }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -136,7 +132,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer hr.stop()
-	r := &reloader{path: *path, a: a, log: log, level: level, health: hr, cfg: cfg}
+	r := &reloader{path: *path, base: ctx, a: a, log: log, level: level, health: hr, cfg: cfg}
 	a.admin.mount(a, r.reload)
 	adminWait, err := a.admin.start(ctx)
 	if err != nil {
@@ -177,17 +173,4 @@ func cmdServe(args []string, stderr io.Writer) int {
 	adminWait()
 	hr.stop()
 	return 0
-}
-
-// selfAddrs are the TCP addresses ls listen on: a backend among them is a
-// proxy loop.
-func selfAddrs(ls []*gateway.Listener) []netip.AddrPort {
-	var out []netip.AddrPort
-	for _, l := range ls {
-		if ta, ok := l.Addr().(*net.TCPAddr); ok {
-			ap := ta.AddrPort()
-			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-		}
-	}
-	return out
 }
