@@ -3,6 +3,8 @@
 package metrics
 
 import (
+	"net"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/maildirector/maildirector/director"
@@ -113,7 +115,17 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	if src.Sessions != nil {
+		// The registry keys sessions by the address dialled, port and
+		// all; every other backend label is the bare host, so that
+		// sessions join with director_host_up and director_users.
+		bySession := map[gateway.SessionKey]int{}
 		for k, n := range src.Sessions.Counts() {
+			if host, _, err := net.SplitHostPort(k.Backend); err == nil {
+				k.Backend = host
+			}
+			bySession[k] += n
+		}
+		for k, n := range bySession {
 			gauge(dSessions, float64(n), k.Service, k.Backend)
 		}
 	}
@@ -125,17 +137,31 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dPrelogin, float64(n), p)
 	}
 	if d := src.Director; d != nil {
-		for _, h := range d.Hosts() {
+		hosts := d.Hosts()
+		for _, h := range hosts {
 			gauge(dHostUp, b2f(!h.Down), h.IP, h.Tag)
 			gauge(dHostVHosts, float64(h.VHosts), h.IP, h.Tag)
 			gauge(dHostDrained, b2f(h.Drained), h.IP, h.Tag)
 			gauge(dHostDownBy, b2f(h.Down && h.DownBy == director.DownByHealth), h.IP, h.Tag)
 		}
+		// Every backend gets its users and deliveries, 0 included: a
+		// series that vanishes when a backend empties breaks rate() and
+		// alerts on it.
 		load := d.Load()
+		users, deliveries := map[string]int{}, map[string]int{}
+		for _, h := range hosts {
+			users[h.IP], deliveries[h.IP] = 0, 0
+		}
 		for ip, n := range load.Users {
-			gauge(dUsers, float64(n), ip)
+			users[ip] += n
 		}
 		for ip, n := range load.Deliveries {
+			deliveries[ip] += n
+		}
+		for ip, n := range users {
+			gauge(dUsers, float64(n), ip)
+		}
+		for ip, n := range deliveries {
 			gauge(dDeliveries, float64(n), ip)
 		}
 		gauge(dFenced, b2f(d.IsFenced()))

@@ -12,8 +12,9 @@ import (
 // Store wraps s so that every request the director makes of it is timed
 // and counted (maildirector_director_store_request_duration_seconds):
 // with etcd, these are the round trips a login or an operation waits
-// for. Attach, Start and Close pass through untimed; Lead and Move are
-// timed as a whole (a move waits for every gateway).
+// for. Attach, Start, Close and Lead pass through untimed (Lead lasts as
+// long as the lead, no request's time); Move is timed as a whole (a move
+// waits for every gateway).
 func (m *Metrics) Store(s director.Store) director.Store { return &timedStore{Store: s, m: m} }
 
 type timedStore struct {
