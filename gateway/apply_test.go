@@ -125,13 +125,14 @@ func freeAddr(t testing.TB) string {
 	return addr
 }
 
-// waitPrelogin waits (briefly) until l counts want connections.
-func waitPrelogin(t testing.TB, l *Listener, want int64) {
+// waitCount waits (briefly) until count() is want: a connection is
+// counted until its handler is quite done, a moment after its close.
+func waitCount(t testing.TB, what string, count func() int64, want int64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for l.Prelogin() != want {
+	for count() != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("Prelogin = %d, want %d", l.Prelogin(), want)
+			t.Fatalf("%s = %d, want %d", what, count(), want)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -206,12 +207,15 @@ func TestApply(t *testing.T) {
 	cl.expectBanner("gen2")
 	io.WriteString(cl.c, long+"\r\n")
 	cl.expectClosed()
-	// The count belongs to the address, whichever Listener accepted. cl
-	// is counted until its handler is quite done, a moment after its
-	// close.
-	waitPrelogin(t, a1, 2)
+	// Prelogin belongs to the address, whichever Listener accepted;
+	// InUse to the Listener (its generation's databases).
+	waitCount(t, "Prelogin", a1.Prelogin, 2)
 	if n := a2.Prelogin(); n != 2 {
 		t.Errorf("new Listener's Prelogin = %d, want 2 (c1, c2)", n)
+	}
+	waitCount(t, "new Listener's InUse", a2.InUse, 1)
+	if n := a1.InUse(); n != 1 {
+		t.Errorf("old Listener's InUse = %d, want 1 (c1)", n)
 	}
 	if n := b.Prelogin(); n != 1 {
 		t.Errorf("B Prelogin = %d, want 1", n)
@@ -267,8 +271,10 @@ func TestApply(t *testing.T) {
 		lc.expectClosed()
 	}
 	expectRefused(t, b.Addr().String())
-	if n, m := a1.Prelogin(), b.Prelogin(); n != 0 || m != 0 {
-		t.Errorf("Prelogin after Shutdown = %d/%d, want 0/0", n, m)
+	for _, l := range []*Listener{a1, a2, b} {
+		if n, m := l.Prelogin(), l.InUse(); n != 0 || m != 0 {
+			t.Errorf("%s: Prelogin/InUse after Shutdown = %d/%d, want 0/0", l.Protocol, n, m)
+		}
 	}
 	if err := s.Apply([]*Listener{b2}, testLimits); err == nil {
 		t.Error("Apply after Shutdown succeeded")
