@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -304,7 +305,41 @@ func TestMetricsCountLogins(t *testing.T) {
 		s.close()
 		logins[[2]string{"sieve", "auth_failed"}]++
 	}
-	sc := m.waitLogins(t, logins, fmt.Sprintf("after %d good and %d wrong logins per protocol", good, bad))
+	// A client that cancels its SASL exchange ("*") reached a verdict
+	// too: aborted, once.
+	c := dial(t, m.gwAddr, "")
+	c.send("a1 AUTHENTICATE PLAIN")
+	if l := c.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("AUTHENTICATE PLAIN: %q, want a continuation", l)
+	}
+	c.send("*")
+	if _, st := c.readUntil("a1"); !strings.HasPrefix(st, "BAD") {
+		t.Errorf("IMAP AUTHENTICATE cancelled: %q, want BAD", st)
+	}
+	c.close()
+	logins[[2]string{"imap", "aborted"}]++
+	p := dialPOP3(t, m.pop3, "")
+	if st := p.cmd("AUTH PLAIN"); !strings.HasPrefix(st, "+") {
+		t.Fatalf("POP3 AUTH PLAIN: %q, want a continuation", st)
+	}
+	if st := p.cmd("*"); !strings.HasPrefix(st, "-ERR") {
+		t.Errorf("POP3 AUTH cancelled: %q, want -ERR", st)
+	}
+	p.close()
+	logins[[2]string{"pop3", "aborted"}]++
+	s := dialSieve(t, m.sieve, "")
+	s.send(`AUTHENTICATE "PLAIN"`)
+	if l, err := s.r.ReadString('\n'); err != nil || l != "\"\"\r\n" {
+		t.Fatalf("ManageSieve AUTHENTICATE: %q %v, want an empty challenge", l, err)
+	}
+	s.send(`"*"`)
+	if _, st := s.response(); st != `NO "Authentication aborted by client."` {
+		t.Errorf("ManageSieve AUTHENTICATE cancelled: %q", st)
+	}
+	s.close()
+	logins[[2]string{"sieve", "aborted"}]++
+
+	sc := m.waitLogins(t, logins, fmt.Sprintf("after %d good and %d wrong logins and a cancelled one per protocol", good, bad))
 	t.Logf("after the logins: maildirector_logins_total %s", sc.all("maildirector_logins_total"))
 
 	// Every login asked a backend: the good ones accepted, the wrong
@@ -349,7 +384,7 @@ func TestMetricsCountLogins(t *testing.T) {
 		c.ok("NOOP")
 		logins[[2]string{"imap", "ok"}]++
 	}
-	p := dialPOP3(t, m.pop3, "")
+	p = dialPOP3(t, m.pop3, "")
 	hold(p)
 	if st := p.login(on1[3], password(on1[3])); !strings.HasPrefix(st, "+OK") {
 		t.Fatalf("POP3 login %s: %q", on1[3], st)
@@ -453,7 +488,7 @@ func TestMetricsCountLogins(t *testing.T) {
 	// protocol, and so is a recipient there.
 	m.backendByIP(ip2).Kill()
 	u := on2[1]
-	c := dial(t, m.gwAddr, "")
+	c = dial(t, m.gwAddr, "")
 	if st := c.login(u, password(u)); st != "NO [UNAVAILABLE] Temporary authentication failure." {
 		t.Errorf("IMAP login to a dead backend: %q, want NO [UNAVAILABLE]", st)
 	}
@@ -465,7 +500,7 @@ func TestMetricsCountLogins(t *testing.T) {
 	}
 	p.close()
 	logins[[2]string{"pop3", "tempfail"}]++
-	s := dialSieve(t, m.sieve, "")
+	s = dialSieve(t, m.sieve, "")
 	if st := s.authPlain(u, password(u)); st != `NO (TRYLATER) "Temporary authentication failure."` {
 		t.Errorf("ManageSieve login to a dead backend: %q", st)
 	}
@@ -493,6 +528,37 @@ func TestMetricsCountLogins(t *testing.T) {
 	})
 	if up, ok := sc.get("maildirector_director_host_up", "backend", ip2, "tag", ""); !ok || up != 1 {
 		t.Errorf("director_host_up{%s} = %v (present %v), want 1: nobody took it down", ip2, up, ok)
+	}
+
+	// The status page's login history counts the same logins.
+	var total float64
+	for _, mm := range sc.fams["maildirector_logins_total"].GetMetric() {
+		total += mm.GetCounter().GetValue()
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+m.api+"/api/v1/activity", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var activity struct {
+		Logins []map[string]any `json:"logins"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&activity)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/activity: %d %v", resp.StatusCode, err)
+	}
+	var inHistory float64
+	for _, b := range activity.Logins {
+		for _, k := range []string{"ok", "auth_failed", "tempfail", "limit", "aborted"} {
+			n, _ := b[k].(float64)
+			inHistory += n
+		}
+	}
+	if len(activity.Logins) != 90 || inHistory != total {
+		t.Errorf("/api/v1/activity: %d buckets holding %v logins; want 90 buckets and the %v logins of maildirector_logins_total",
+			len(activity.Logins), inHistory, total)
 	}
 
 	ours := 0
