@@ -27,6 +27,7 @@ func (s *session) rcpt(ctx context.Context, arg string) {
 		return
 	}
 	if s.srv.MaxRecipients > 0 && len(s.rcpts) >= s.srv.MaxRecipients {
+		s.srv.Pipeline.Obs().LMTPRecipient("tempfail") // the client retries it in a later transaction
 		s.reply(reply{452, "4.5.3", "Too many recipients"})
 		return
 	}
