@@ -126,7 +126,8 @@ func cmdServe(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go a.director.Run(ctx)
-	hr := &healthRun{store: st.store, name: a.name, log: log, base: ctx}
+	// The checks' store requests are timed like the director's.
+	hr := &healthRun{store: a.director.Store(), name: a.name, log: log, base: ctx}
 	if err := hr.restart(ctx, cfg); err != nil {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
 		return 1
