@@ -103,38 +103,41 @@ func (r *reloader) reload(ctx context.Context, by string) admin.ReloadReport {
 	return rep
 }
 
-func (r *reloader) apply(ctx context.Context) admin.ReloadReport {
-	fail := func(err error) admin.ReloadReport {
-		var problems []string
-		for _, line := range strings.Split(err.Error(), "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				problems = append(problems, line)
-			}
+// refusal is the report of a configuration refused for err: one problem
+// per line of it (errors.Join lists every problem found).
+func refusal(err error) admin.ReloadReport {
+	var problems []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			problems = append(problems, line)
 		}
-		return admin.ReloadReport{Problems: problems}
 	}
+	return admin.ReloadReport{Problems: problems}
+}
+
+func (r *reloader) apply(ctx context.Context) admin.ReloadReport {
 	cfg, err := config.Load(r.path)
 	if err != nil {
-		return fail(err)
+		return refusal(err)
 	}
 	old := r.a.current()
 	f, err := buildFront(cfg, r.log, shared{director: r.a.director, registry: r.a.registry, metrics: r.a.metrics, penalty: old.pipeline.Penalty, self: r.a.server.SelfAddrs})
 	if err != nil {
-		return fail(err)
+		return refusal(err)
 	}
 	if _, err := director.ParseHosts(cfg.Director.Backends); err != nil {
 		f.auth.Close()
-		return fail(fmt.Errorf("director.backends: %w", err))
+		return refusal(fmt.Errorf("director.backends: %w", err))
 	}
 	if cfg.Director.Health != nil {
 		if err := r.health.check(cfg); err != nil {
 			f.auth.Close()
-			return fail(err)
+			return refusal(err)
 		}
 	}
 	if err := r.a.server.Apply(f.listeners, f.limits); err != nil {
 		f.auth.Close()
-		return fail(err)
+		return refusal(err)
 	}
 	// From here on the new configuration is in use.
 	r.a.mu.Lock()

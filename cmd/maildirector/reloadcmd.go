@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -25,13 +26,18 @@ import (
 // FILE is read first: a file with problems is refused here, with the same
 // report the gateway would give, and the gateway is not asked.
 func cmdReload(args []string, stdout, stderr io.Writer) int {
-	cfg, ok := loadConfig("reload", args, stderr)
-	if !ok {
-		fmt.Fprintln(stderr, "maildirector: reload refused: the running gateway keeps its configuration")
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "/etc/maildirector/maildirector.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
 		return 1
 	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		// Scripts read the problem lines whichever side refused.
+		return printReloadReport(refusal(err), stdout, stderr)
+	}
 	var rep admin.ReloadReport
-	var err error
 	switch {
 	case cfg.Admin.Socket != "":
 		rep, err = reloadBySocket(cfg.Admin.Socket)
@@ -44,6 +50,12 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "maildirector: reload: %v\n", err)
 		return 75
 	}
+	return printReloadReport(rep, stdout, stderr)
+}
+
+// printReloadReport prints rep and returns the exit status: 0 applied, 1
+// refused.
+func printReloadReport(rep admin.ReloadReport, stdout, stderr io.Writer) int {
 	for _, p := range rep.Problems {
 		fmt.Fprintf(stderr, "problem: %s\n", p)
 	}
