@@ -159,7 +159,7 @@ type Pipeline struct {
 	// changes.
 	Self      []netip.AddrPort
 	SelfAddrs func() []netip.AddrPort
-	Log  *slog.Logger
+	Log       *slog.Logger
 
 	dialer net.Dialer
 	health hostHealth
