@@ -233,11 +233,18 @@ type Limits struct {
 	AuthPenaltyMax *time.Duration `yaml:"auth_penalty_max"`
 	// MaxUserIPConnections bounds one user's sessions from one address
 	// (Dovecot's mail_max_userip_connections, default 10; 0: none).
-	MaxUserIPConnections *int          `yaml:"max_userip_connections"`
-	LoginTimeout         time.Duration `yaml:"login_timeout"`
-	MaxLineLength        int           `yaml:"max_line_length"`
-	MaxAuthFailures      int           `yaml:"max_auth_failures"`
-	MaxBadCommands       int           `yaml:"max_bad_commands"`
+	MaxUserIPConnections *int `yaml:"max_userip_connections"`
+	// MaxPreloginConnections bounds the IMAP, POP3 and ManageSieve
+	// connections not logged in yet, all listeners together (0, the
+	// default: a quarter of the open-files limit).
+	MaxPreloginConnections int `yaml:"max_prelogin_connections"`
+	// MaxPreloginPerIP bounds those of one client address (default 100;
+	// 0: none). trusted_networks are exempt.
+	MaxPreloginPerIP *int          `yaml:"max_prelogin_per_ip"`
+	LoginTimeout     time.Duration `yaml:"login_timeout"`
+	MaxLineLength    int           `yaml:"max_line_length"`
+	MaxAuthFailures  int           `yaml:"max_auth_failures"`
+	MaxBadCommands   int           `yaml:"max_bad_commands"`
 }
 
 // Sieve configures the ManageSieve capabilities announced before login;
@@ -295,6 +302,10 @@ const (
 	DefaultMaxLineLength   = 8192
 	DefaultMaxAuthFailures = 3
 	DefaultMaxBadCommands  = 10
+	// DefaultMaxPreloginPerIP: more than this many connections from one
+	// address that have not logged in is a flood, not a busy NAT (a real
+	// client logs in within milliseconds).
+	DefaultMaxPreloginPerIP = 100
 )
 
 func (c *Config) applyDefaults() {
@@ -327,6 +338,10 @@ func (c *Config) applyDefaults() {
 	if c.Limits.MaxUserIPConnections == nil {
 		n := 10
 		c.Limits.MaxUserIPConnections = &n
+	}
+	if c.Limits.MaxPreloginPerIP == nil {
+		n := DefaultMaxPreloginPerIP
+		c.Limits.MaxPreloginPerIP = &n
 	}
 	if c.Limits.LoginTimeout == 0 {
 		c.Limits.LoginTimeout = DefaultLoginTimeout
@@ -446,6 +461,9 @@ func (c *Config) validate() error {
 		add("director.embedded.initial_cluster_state: want new or existing")
 	}
 	c.Admin.validate(add)
+	if c.Limits.MaxPreloginConnections < 0 || *c.Limits.MaxPreloginPerIP < 0 {
+		add("limits.max_prelogin_connections, limits.max_prelogin_per_ip: not negative")
+	}
 	if c.Limits.MaxLineLength < 1024 {
 		add("limits.max_line_length: at least 1024")
 	}

@@ -52,6 +52,9 @@ type ClientConn struct {
 	// prelogin and using are the listener's counts (Prelogin, InUse)
 	// while this connection is counted in them.
 	prelogin, using *atomic.Int64
+	// plEntry is the connection's place in the pre-login bounds.
+	plEntry *preloginEntry
+	plTable *preloginTable
 }
 
 // leavePrelogin takes the connection out of its listener's pre-login
@@ -61,6 +64,10 @@ func (c *ClientConn) leavePrelogin() {
 		c.prelogin.Add(-1)
 		c.using.Add(-1)
 		c.prelogin, c.using = nil, nil
+	}
+	if c.plEntry != nil {
+		c.plTable.leave(c.plEntry)
+		c.plEntry, c.plTable = nil, nil
 	}
 }
 

@@ -74,6 +74,9 @@ func (p *Pipeline) Login(ctx context.Context, c *ClientConn, service, mech strin
 		ctx, cancel = context.WithDeadline(ctx, c.deadline)
 		defer cancel()
 	}
+	// From here the login is being worked on: the pre-login bounds do
+	// not take this connection to make room.
+	defer c.loginStart()()
 	req := c.Request(service, mech, o)
 	if c.TTL <= 1 {
 		return nil, nil, "", auth.Internal("proxy", errors.New("proxying loops: TTL reached zero"))

@@ -116,8 +116,14 @@ func (l *Listener) Addr() net.Addr {
 
 // Limits bound clients before login.
 type Limits struct {
-	LoginTimeout time.Duration // time allowed from connect to logged in
+	LoginTimeout time.Duration // time allowed from connect to logged in (PROXY header and TLS handshake included)
 	MaxLine      int           // longest command line
+	// MaxPrelogin bounds the IMAP, POP3 and ManageSieve connections that
+	// have not logged in, all listeners together, and MaxPreloginPerIP
+	// those of one client address (0: no bound). PreloginExempt are
+	// addresses not bounded per address (trusted proxies).
+	MaxPrelogin, MaxPreloginPerIP int
+	PreloginExempt                []netip.Prefix
 }
 
 // Server accepts clients on its listeners and hands them to handlers.
@@ -142,6 +148,7 @@ type Server struct {
 	accepts  sync.WaitGroup
 	stopped  chan struct{}
 	self     atomic.Pointer[[]netip.AddrPort]
+	prelogin *preloginTable
 }
 
 // SelfAddrs returns the TCP addresses the server listens on now (for
@@ -214,6 +221,7 @@ func (s *Server) Start() error {
 	s.sockets = map[string]*socket{}
 	s.stopped = make(chan struct{})
 	s.limits = s.Limits
+	s.prelogin = newPreloginTable(s.Limits.MaxPrelogin, s.Limits.MaxPreloginPerIP, s.Limits.PreloginExempt)
 	bound, err := s.bindLocked(s.Listeners)
 	if err != nil {
 		return err
@@ -304,6 +312,7 @@ func (s *Server) Apply(ls []*Listener, limits Limits) error {
 		}
 	}
 	s.sockets, s.current, s.limits = bound, ls, limits
+	s.prelogin.setBounds(limits.MaxPrelogin, limits.MaxPreloginPerIP, limits.PreloginExempt)
 	s.updateSelfLocked()
 	return nil
 }
@@ -433,6 +442,7 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connSt
 			s.Log.Error("panic in session", "service", l.Protocol, "reason", fmt.Sprint(r), "stack", string(debug.Stack()))
 		}
 	}()
+	deadline := deadlineFrom(time.Now(), limits)
 	peer, local := addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
 	log := s.Log.With("service", l.Protocol, "remote", peer.String())
 	if !l.unix() && l.Allow != nil && !contains(l.Allow, peer.Addr()) {
@@ -452,18 +462,32 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connSt
 		}
 		c, peer, local, lbTLS = conn, info.remote, info.local, info.tls
 	}
+	// LMTP clients are MTAs delivering, not logins waiting: they are not
+	// bounded with them (and an LMTP transaction is never cut for room).
+	var entry *preloginEntry
+	table := s.prelogin
+	if l.Protocol != "lmtp" && table != nil {
+		if entry = table.admit(c, peer.Addr()); entry == nil {
+			log.Debug("connection refused: pre-login connections full, none idle to make room")
+			return
+		}
+		defer table.leave(entry)
+	}
 	if l.TLSMode == TLSImplicit {
 		tc := tls.Server(c, l.TLSConfig)
-		c.SetDeadline(time.Now().Add(limits.LoginTimeout))
+		c.SetDeadline(deadline)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			log.Info("TLS handshake failed", "reason", err)
 			return
 		}
 		c = tc
 	}
-	cc = newClientConn(c, l, s.Log, limits.MaxLine, time.Now().Add(limits.LoginTimeout), peer, local)
+	cc = newClientConn(c, l, s.Log, limits.MaxLine, deadline, peer, local)
 	cc.state = st
 	cc.prelogin, cc.using = &l.sock.prelogin, &l.using
+	if entry != nil {
+		cc.plEntry, cc.plTable = entry, table
+	}
 	cc.TLS = cc.TLS || lbTLS
 	l.Handler.Serve(ctx, cc)
 }

@@ -50,6 +50,13 @@ type Sources struct {
 	Listeners []ListenerSource
 	Cache     CacheStats
 	Health    Health
+	// Bounds is the server's pre-login bounds.
+	Bounds PreloginBounds
+}
+
+// PreloginBounds reports the pre-login bounds' counters.
+type PreloginBounds interface {
+	PreloginStats() gateway.PreloginStats
 }
 
 // ListenerSource is one listener's protocol and pre-login count.
@@ -63,6 +70,9 @@ type stateCollector Metrics
 
 var (
 	dSessions    = desc("sessions", "Relayed sessions open now, by protocol and backend.", "protocol", "backend")
+	dPLMax       = desc("prelogin_connections_max", "The bound on IMAP, POP3 and ManageSieve connections before login (limits.max_prelogin_connections).")
+	dPLEvicted   = desc("prelogin_evictions_total", "Idle pre-login connections closed to make room for new ones (the busiest address's oldest first).")
+	dPLRefused   = desc("prelogin_refusals_total", "Connections closed at once because the pre-login bounds were full and no connection was idle.")
 	dPrelogin    = desc("prelogin_connections", "Client connections not (yet) relayed, by protocol (LMTP: all its connections).", "protocol")
 	dHostUp      = desc("director_host_up", "1 if the backend takes users (not down), by backend and tag.", "backend", "tag")
 	dHostVHosts  = desc("director_host_vhosts", "The backend's vhost count (its weight on the ring; 0: drained).", "backend", "tag")
@@ -89,7 +99,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dSessions, dPrelogin, dHostUp, dHostVHosts, dHostDrained, dHostDownBy, dUsers, dDeliveries,
+	for _, d := range []*prometheus.Desc{dPLMax, dPLEvicted, dPLRefused, dSessions, dPrelogin, dHostUp, dHostVHosts, dHostDrained, dHostDownBy, dUsers, dDeliveries,
 		dFenced, dMoves, dKicked, dFencings, dCacheHits, dCacheMisses, dCacheSize, dHealthLead, dHealthOK, dHealthSec, dHealthFails} {
 		ch <- d
 	}
@@ -135,6 +145,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for p, n := range prelogin {
 		gauge(dPrelogin, float64(n), p)
+	}
+	if b := src.Bounds; b != nil {
+		st := b.PreloginStats()
+		gauge(dPLMax, float64(st.Max))
+		counter(dPLEvicted, float64(st.Evicted))
+		counter(dPLRefused, float64(st.Refused))
 	}
 	if d := src.Director; d != nil {
 		hosts := d.Hosts()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
@@ -276,7 +277,13 @@ func buildFront(cfg *config.Config, log *slog.Logger, sh shared) (*front, error)
 	f := &front{
 		pipeline: pipeline,
 		auth:     adb,
-		limits:   gateway.Limits{LoginTimeout: cfg.Limits.LoginTimeout, MaxLine: cfg.Limits.MaxLineLength},
+		limits: gateway.Limits{
+			LoginTimeout:     cfg.Limits.LoginTimeout,
+			MaxLine:          cfg.Limits.MaxLineLength,
+			MaxPrelogin:      maxPrelogin(cfg.Limits.MaxPreloginConnections),
+			MaxPreloginPerIP: *cfg.Limits.MaxPreloginPerIP,
+			PreloginExempt:   cfg.Trusted(),
+		},
 	}
 	for i, l := range cfg.Listen {
 		h, ok := handlers[l.Service()]
@@ -335,4 +342,19 @@ func backendTLSConfig(b config.Backend) (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
+}
+
+// maxPrelogin is limits.max_prelogin_connections, or by default a quarter
+// of the open-files limit: pre-login connections hold one descriptor
+// each, relayed sessions two, and the rest must stay free for them, the
+// backends and the store.
+func maxPrelogin(n int) int {
+	if n > 0 {
+		return n
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 1000
+	}
+	return max(100, int(min(rl.Cur, 1<<30)/4))
 }

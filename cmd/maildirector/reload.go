@@ -238,7 +238,7 @@ func (a *app) setSources(hc *health.Checker) {
 		return
 	}
 	f := a.current()
-	src := metrics.Sources{Director: a.director, Sessions: a.registry}
+	src := metrics.Sources{Director: a.director, Sessions: a.registry, Bounds: a.server}
 	for _, l := range a.server.Current() {
 		src.Listeners = append(src.Listeners, metrics.ListenerSource{Protocol: l.Protocol, Prelogin: l})
 	}

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// preloginTable bounds the connections that have not logged in yet, all
+// listeners together and per client address, the way Dovecot's login
+// processes do when their client_limit is reached — and better: when a
+// bound is reached, the oldest idle connection of the busiest address
+// makes room (an address flooding the gateway pays, a client behind it
+// that is actually logging in does not), and a connection only goes
+// when another takes its place. Relayed sessions are never in it.
+//
+// A connection is idle unless its login is in progress (the databases,
+// the director or the backend are working on it): that work is not
+// thrown away.
+type preloginTable struct {
+	mu sync.Mutex
+	// max and perIP are the bounds (0: none); exempt addresses are not
+	// bounded per address (proxies, load balancers).
+	max, perIP int
+	exempt     []netip.Prefix
+	total int
+	byIP  map[netip.Addr][]*preloginEntry // oldest first
+
+	evicted, refused atomic.Uint64
+}
+
+type preloginEntry struct {
+	conn net.Conn
+	ip   netip.Addr
+	// busy is set while a login is in progress.
+	busy atomic.Bool
+	gone bool // removed from the table (guarded by the table's mu)
+}
+
+// setBounds changes the bounds (a reload); connections over a lowered
+// bound stay until they go or are made room for.
+func (t *preloginTable) setBounds(max, perIP int, exempt []netip.Prefix) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.max, t.perIP, t.exempt = max, perIP, exempt
+}
+
+func newPreloginTable(max, perIP int, exempt []netip.Prefix) *preloginTable {
+	return &preloginTable{max: max, perIP: perIP, exempt: exempt, byIP: map[netip.Addr][]*preloginEntry{}}
+}
+
+// admit registers conn from ip, making room when a bound is reached. It
+// returns nil when there is no room: every connection in the way is
+// logging in right now.
+func (t *preloginTable) admit(conn net.Conn, ip netip.Addr) *preloginEntry {
+	e := &preloginEntry{conn: conn, ip: ip}
+	var victims []*preloginEntry
+	t.mu.Lock()
+	if t.perIP > 0 && !contains(t.exempt, ip) && len(t.byIP[ip]) >= t.perIP {
+		v := t.oldestIdleLocked(ip)
+		if v == nil {
+			t.mu.Unlock()
+			t.refused.Add(1)
+			return nil
+		}
+		victims = append(victims, v)
+		t.removeLocked(v)
+	}
+	if t.max > 0 && t.total >= t.max {
+		v := t.busiestIdleLocked()
+		if v == nil {
+			t.mu.Unlock()
+			for _, v := range victims {
+				v.conn.Close()
+			}
+			t.refused.Add(1)
+			return nil
+		}
+		victims = append(victims, v)
+		t.removeLocked(v)
+	}
+	t.byIP[ip] = append(t.byIP[ip], e)
+	t.total++
+	t.mu.Unlock()
+	for _, v := range victims {
+		// Its handler sees the connection closed and ends: a client
+		// that was only holding a place hears nothing more.
+		v.conn.Close()
+		t.evicted.Add(1)
+	}
+	return e
+}
+
+// leave takes e out of the table (logged in, or gone); again is harmless.
+func (t *preloginTable) leave(e *preloginEntry) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !e.gone {
+		t.removeLocked(e)
+	}
+}
+
+func (t *preloginTable) removeLocked(e *preloginEntry) {
+	e.gone = true
+	list := t.byIP[e.ip]
+	for i, x := range list {
+		if x == e {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(t.byIP, e.ip)
+	} else {
+		t.byIP[e.ip] = list
+	}
+	t.total--
+}
+
+func (t *preloginTable) oldestIdleLocked(ip netip.Addr) *preloginEntry {
+	for _, e := range t.byIP[ip] {
+		if !e.busy.Load() {
+			return e
+		}
+	}
+	return nil
+}
+
+// busiestIdleLocked picks the oldest idle connection of the address with
+// the most connections (that has an idle one). Scanning every address
+// costs only when the table is full, and an address count is bounded by
+// the table's size.
+func (t *preloginTable) busiestIdleLocked() *preloginEntry {
+	var best *preloginEntry
+	bestN := 0
+	for ip, list := range t.byIP {
+		if len(list) <= bestN {
+			continue
+		}
+		if e := t.oldestIdleLocked(ip); e != nil {
+			best, bestN = e, len(list)
+		}
+	}
+	return best
+}
+
+// PreloginStats are the pre-login bounds' counters.
+type PreloginStats struct {
+	Open    int    // connections before login now (IMAP, POP3, ManageSieve)
+	Max     int    // the bound (0: none)
+	Evicted uint64 // idle connections closed to make room
+	Refused uint64 // connections closed at once: nothing could make room
+}
+
+// PreloginStats returns the pre-login table's counters.
+func (s *Server) PreloginStats() PreloginStats {
+	s.mu.Lock()
+	t := s.prelogin
+	s.mu.Unlock()
+	if t == nil {
+		return PreloginStats{}
+	}
+	t.mu.Lock()
+	open, max := t.total, t.max
+	t.mu.Unlock()
+	return PreloginStats{Open: open, Max: max, Evicted: t.evicted.Load(), Refused: t.refused.Load()}
+}
+
+// loginStart marks the connection's login in progress (not evictable)
+// until the returned func is called.
+func (c *ClientConn) loginStart() (done func()) {
+	if c.plEntry == nil {
+		return func() {}
+	}
+	e := c.plEntry
+	e.busy.Store(true)
+	return func() { e.busy.Store(false) }
+}
+
+// deadlineFrom is the absolute pre-login deadline of a connection
+// accepted at start: the PROXY header, the TLS handshake and the login
+// dialogue all fit in it, so a client trickling bytes cannot stretch it.
+func deadlineFrom(start time.Time, l Limits) time.Time { return start.Add(l.LoginTimeout) }

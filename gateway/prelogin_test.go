@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+)
+
+// plConn is a connection that knows whether it was closed.
+type plConn struct {
+	net.Conn
+	closed bool
+}
+
+func (c *plConn) Close() error { c.closed = true; return nil }
+
+func newPLConn() *plConn {
+	a, b := net.Pipe()
+	b.Close()
+	return &plConn{Conn: a}
+}
+
+func TestPreloginTableEvictsBusiestOldestIdle(t *testing.T) {
+	tab := newPreloginTable(5, 0, nil)
+	ip := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	var conns []*plConn
+	var entries []*preloginEntry
+	admit := func(addr string) *preloginEntry {
+		c := newPLConn()
+		conns = append(conns, c)
+		e := tab.admit(c, ip(addr))
+		entries = append(entries, e)
+		return e
+	}
+	// 127.1.0.1 holds three, 127.1.0.2 two: full.
+	for _, a := range []string{"127.1.0.1", "127.1.0.2", "127.1.0.1", "127.1.0.2", "127.1.0.1"} {
+		if admit(a) == nil {
+			t.Fatalf("admit %s refused below the bound", a)
+		}
+	}
+	// The busiest address's oldest is logging in: its next oldest goes.
+	entries[0].busy.Store(true)
+	if admit("127.1.0.3") == nil {
+		t.Fatal("a new connection found no room")
+	}
+	if conns[0].closed || !conns[2].closed {
+		t.Fatalf("evicted: first %v, third %v; want the oldest idle of the busiest address (the third)", conns[0].closed, conns[2].closed)
+	}
+	if st := tab.total; st != 5 {
+		t.Fatalf("total %d, want 5", st)
+	}
+	// Everything busy: a newcomer is refused, nobody else is touched.
+	for _, e := range entries {
+		if e != nil {
+			e.busy.Store(true)
+		}
+	}
+	c := newPLConn()
+	if tab.admit(c, ip("127.1.0.9")) != nil {
+		t.Fatal("admitted although every connection is logging in")
+	}
+	if tab.refused.Load() != 1 || tab.evicted.Load() != 1 {
+		t.Fatalf("refused %d evicted %d, want 1 and 1", tab.refused.Load(), tab.evicted.Load())
+	}
+	// Leaving (a login, a hang-up) frees a place; leaving twice is harmless.
+	tab.leave(entries[1])
+	tab.leave(entries[1])
+	tab.leave(entries[2]) // already evicted
+	if tab.total != 4 {
+		t.Fatalf("total %d after one left, want 4", tab.total)
+	}
+	if tab.admit(newPLConn(), ip("127.1.0.9")) == nil {
+		t.Fatal("no room after a connection left")
+	}
+}
+
+func TestPreloginTablePerIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	tab := newPreloginTable(0, 3, trusted)
+	flood := netip.MustParseAddr("192.0.2.7")
+	var conns []*plConn
+	for i := 0; i < 10; i++ {
+		c := newPLConn()
+		conns = append(conns, c)
+		if tab.admit(c, flood) == nil {
+			t.Fatalf("connection %d refused: an idle one should make room", i)
+		}
+	}
+	if n := len(tab.byIP[flood]); n != 3 {
+		t.Fatalf("%d held for one address, want 3", n)
+	}
+	for i, c := range conns {
+		if want := i < 7; c.closed != want {
+			t.Errorf("connection %d closed=%v, want %v (the newest three stay)", i, c.closed, want)
+		}
+	}
+	// Another address is not affected, and trusted proxies are not
+	// bounded per address.
+	if tab.admit(newPLConn(), netip.MustParseAddr("192.0.2.8")) == nil {
+		t.Fatal("another address refused")
+	}
+	for i := 0; i < 10; i++ {
+		if tab.admit(newPLConn(), netip.MustParseAddr("10.1.2.3")) == nil {
+			t.Fatal("a trusted address was bounded")
+		}
+	}
+	if n := len(tab.byIP[netip.MustParseAddr("10.1.2.3")]); n != 10 {
+		t.Fatalf("trusted address holds %d, want 10", n)
+	}
+}
+
+// TestPreloginLoginNotEvicted: a connection whose login is in progress
+// keeps its place; after the login it is no longer counted at all.
+func TestPreloginLoginNotEvicted(t *testing.T) {
+	tab := newPreloginTable(1, 0, nil)
+	c1 := newPLConn()
+	cc := &ClientConn{plEntry: tab.admit(c1, netip.MustParseAddr("127.0.0.1")), plTable: tab}
+	done := cc.loginStart()
+	if tab.admit(newPLConn(), netip.MustParseAddr("127.0.0.2")) != nil || c1.closed {
+		t.Fatal("a logging-in connection was evicted")
+	}
+	done()
+	cc.leavePrelogin()
+	if tab.total != 0 {
+		t.Fatalf("a logged-in connection still counted: %d", tab.total)
+	}
+	if tab.admit(newPLConn(), netip.MustParseAddr("127.0.0.2")) == nil {
+		t.Fatal("no room once the first logged in")
+	}
+}
+
