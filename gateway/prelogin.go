@@ -27,8 +27,8 @@ type preloginTable struct {
 	// bounded per address (proxies, load balancers).
 	max, perIP int
 	exempt     []netip.Prefix
-	total int
-	byIP  map[netip.Addr][]*preloginEntry // oldest first
+	total      int
+	byIP       map[netip.Addr][]*preloginEntry // oldest first
 
 	evicted, refused atomic.Uint64
 }

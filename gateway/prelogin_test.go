@@ -130,4 +130,3 @@ func TestPreloginLoginNotEvicted(t *testing.T) {
 		t.Fatal("no room once the first logged in")
 	}
 }
-
