@@ -60,7 +60,17 @@ const (
 	OutcomeDisabled                  // nologin, with Reason when set
 	OutcomeTempFail                  // a database, the director or the backend could not answer
 	OutcomeInternal                  // our configuration or a bug
+	OutcomeLimit                     // a limit (max_userip_connections), with Reason the text to show
 )
+
+// LimitError is a login refused by a limit; Text says which, in
+// Dovecot's words, for the client.
+type LimitError struct{ Text string }
+
+func (e *LimitError) Error() string { return e.Text }
+
+// Unwrap makes every LimitError an ErrLimit.
+func (e *LimitError) Unwrap() error { return ErrLimit }
 
 // OutcomeOf classifies err from Pipeline or a backend login.
 func OutcomeOf(err error) (Outcome, string) {
@@ -70,6 +80,10 @@ func OutcomeOf(err error) (Outcome, string) {
 			return OutcomeDisabled, r.Reason
 		}
 		return OutcomeAuthFailed, ""
+	}
+	var lim *LimitError
+	if errors.As(err, &lim) {
+		return OutcomeLimit, lim.Text
 	}
 	if auth.KindOf(err) == auth.KindInternal {
 		return OutcomeInternal, ""
@@ -200,8 +214,9 @@ func (p *Pipeline) checkLimits(req *auth.Request, res auth.Result) error {
 	}
 	if p.MaxUserIPConnections > 0 && p.Sessions != nil && req.Remote.IsValid() &&
 		p.Sessions.CountUserIP(user, req.Remote.Addr()) >= p.MaxUserIPConnections {
-		return auth.Temporary("limit", fmt.Errorf("%w: %s has %d sessions from %s already (max_userip_connections)",
-			ErrLimit, user, p.MaxUserIPConnections, req.Remote.Addr()))
+		// Dovecot's login processes' words for it (ERR_TOO_MANY_USERIP_CONNECTIONS).
+		return auth.Temporary("limit", fmt.Errorf("%s has %d sessions from %s already: %w", user, p.MaxUserIPConnections, req.Remote.Addr(),
+			&LimitError{Text: fmt.Sprintf("Maximum number of connections from user+IP exceeded (mail_max_userip_connections=%d)", p.MaxUserIPConnections)}))
 	}
 	return nil
 }

@@ -72,6 +72,10 @@ func (ss *session) fail(tag, user string, started time.Time, err error) error {
 		}
 	case gateway.OutcomeTempFail:
 		line = "NO [UNAVAILABLE] Temporary authentication failure."
+	case gateway.OutcomeLimit:
+		// RFC 5530 LIMIT: the client should not retry at once, as it
+		// would after UNAVAILABLE.
+		line = "NO [LIMIT] " + gateway.OneLine(reason)
 	default:
 		line = "NO [SERVERBUG] Internal error occurred. Refer to server log for more information."
 	}

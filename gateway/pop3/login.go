@@ -102,6 +102,10 @@ func (ss *session) fail(user string, started time.Time, err error) error {
 		}
 	case outcome == gateway.OutcomeTempFail:
 		line = replyTempFail
+	case outcome == gateway.OutcomeLimit:
+		// Dovecot's pop3-login answers a limit as a temporary failure,
+		// in the limit's own words.
+		line = "-ERR [SYS/TEMP] " + gateway.OneLine(reason)
 	default:
 		line = replyInternal
 	}

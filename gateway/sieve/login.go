@@ -53,6 +53,8 @@ func (ss *session) fail(user string, started time.Time, err error) error {
 		}
 	case gateway.OutcomeTempFail:
 		line = textTryLater
+	case gateway.OutcomeLimit:
+		line = "NO (TRYLATER) " + quote(gateway.OneLine(reason))
 	default:
 		line = textInternal
 	}
