@@ -175,6 +175,28 @@ func (c *ClientConn) ReadLine() ([]byte, error) {
 	return line, nil
 }
 
+// ReadLineHead is ReadLine, except that a line longer than the limit is
+// not an error: its first bytes come back with more set, and the rest
+// stays to be read (for a command that reads its arguments as a stream,
+// IMAP ID). The slice is valid until the next read.
+func (c *ClientConn) ReadLineHead() (line []byte, more bool, err error) {
+	line, err = c.R.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return line, true, nil
+	}
+	if err != nil {
+		if err == io.EOF && len(line) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, false, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, false, nil
+}
+
 // ReadFull reads exactly n bytes (an IMAP literal, for example).
 func (c *ClientConn) ReadFull(n int) ([]byte, error) {
 	buf := make([]byte, n)

@@ -3,49 +3,48 @@
 package imap
 
 import (
+	"errors"
 	"net/netip"
 	"strconv"
-	"strings"
 )
 
-// Limits on ID parameters (RFC 2971 3.3: at most 30 pairs, keys at most 30
-// octets, values at most 1024).
-const (
-	maxIDPairs    = 30
-	maxIDKeyLen   = 30
-	maxIDValueLen = 1024
-)
+// maxIDKeyLen bounds an ID key (RFC 2971 3.3: 30 octets; Dovecot
+// refuses longer ones). Values are bounded like any argument, by the line
+// limit, and the number of parameters only by the login deadline, as in
+// Dovecot: clients send long IDs, and each parameter is read and let go.
+const maxIDKeyLen = 30
 
-// id answers ID (RFC 2971). From a trusted peer (another proxy or a load
-// balancer) the Dovecot forwarding keys are honoured, so that logs and
-// backends see the real client.
-func (ss *session) id(cmd *command) error {
-	if len(cmd.args) != 1 || (cmd.args[0].kind != argNil && cmd.args[0].kind != argList) {
-		return ss.bad(cmd.tag, "Error in IMAP command ID: Invalid arguments.")
+// forwardingKey reports whether an ID key is one the gateway takes from a
+// trusted peer (Dovecot's x- forwarding keys).
+func forwardingKey(k string) bool {
+	switch k {
+	case "x-originating-ip", "x-originating-port", "x-connected-ip", "x-connected-port", "x-session-id", "x-session-ext-id", "x-proxy-ttl":
+		return true
 	}
-	list := cmd.args[0].list
-	if len(list)%2 != 0 || len(list) > 2*maxIDPairs {
-		return ss.bad(cmd.tag, "Error in IMAP command ID: Invalid parameter list.")
-	}
-	params := map[string]string{}
-	for i := 0; i < len(list); i += 2 {
-		k, ok := list[i].astring()
-		if !ok || len(k) > maxIDKeyLen {
-			return ss.bad(cmd.tag, "Error in IMAP command ID: Invalid parameter list.")
+	return false
+}
+
+// id answers ID (RFC 2971) whose tag and line start the session has read
+// (rest: what follows "ID"; more: the line goes on). From a trusted peer
+// (another proxy or a load balancer) the Dovecot forwarding keys are
+// honoured, so that logs and backends see the real client.
+func (ss *session) id(tag string, rest []byte, more bool) error {
+	params, err := ss.readID(rest, more)
+	if err != nil {
+		var se *syntaxError
+		if errors.As(err, &se) {
+			return ss.bad(tag, se.msg)
 		}
-		v := ""
-		if list[i+1].kind != argNil {
-			if v, ok = list[i+1].astring(); !ok || len(v) > maxIDValueLen {
-				return ss.bad(cmd.tag, "Error in IMAP command ID: Invalid parameter list.")
-			}
-		}
-		params[strings.ToLower(k)] = v
+		return err
 	}
 	if ss.c.Trusted {
+		if _, ok := params["x-session-id"]; !ok && params["x-session-ext-id"] != "" {
+			params["x-session-id"] = params["x-session-ext-id"]
+		}
 		ss.applyForwarded(params)
 	}
 	ss.c.Printf(`* ID ("name" "maildirector")`)
-	return ss.c.Printf("%s OK ID completed.", cmd.tag)
+	return ss.c.Printf("%s OK ID completed.", tag)
 }
 
 // applyForwarded takes the client details a trusted proxy forwarded.

@@ -3,6 +3,7 @@
 package imap
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -88,9 +89,18 @@ func (ss *session) capabilities() string {
 // next reads and runs one command. done means the session is over (logout
 // or relayed and finished); err means disconnect with a reason.
 func (ss *session) next(ctx context.Context) (done bool, err error) {
-	line, err := ss.c.ReadLine()
+	line, more, err := ss.c.ReadLineHead()
 	if err != nil {
 		return false, err
+	}
+	if rest, ok := isID(line); ok && bytes.IndexByte(line, 0) < 0 {
+		tag, _, _ := bytes.Cut(line, []byte(" "))
+		if t := string(tag); printable(t) && !strings.ContainsAny(t, "+*%") {
+			return false, ss.id(t, rest, more)
+		}
+	}
+	if more {
+		return false, gateway.ErrLineTooLong
 	}
 	cmd, err := parseCommand(line, ss, ss.c.MaxLiteral())
 	if err != nil {
@@ -114,8 +124,6 @@ func (ss *session) next(ctx context.Context) (done bool, err error) {
 		ss.c.Printf("* BYE Logging out")
 		ss.c.Printf("%s OK Logout completed.", cmd.tag)
 		return true, nil
-	case "ID":
-		return false, ss.id(cmd)
 	case "STARTTLS":
 		return false, ss.starttls(cmd)
 	case "LOGIN":

@@ -3,6 +3,7 @@
 package imap
 
 import (
+	"fmt"
 	"bufio"
 	"encoding/base64"
 	"io"
@@ -409,16 +410,18 @@ func TestBadSyntax(t *testing.T) {
 		{"a1 LOGIN {3}x", "a1 BAD Error in IMAP command: Broken literal."},
 		{"a1 LOGIN {x}", "a1 BAD Error in IMAP command: Broken literal size."},
 		{"a1 LOGIN {-1}", "a1 BAD Error in IMAP command: Broken literal size."},
-		{"a1 ID ((((()))))", "a1 BAD Error in IMAP command: Too deep lists."},
-		{"a1 ID (", "a1 BAD Error in IMAP command: Missing ')'."},
+		// ID as Dovecot's imap-login reads it: any number of parameters,
+		// keys up to 30 octets, values up to the line limit; anything
+		// else is "Invalid ID parameters".
+		{"a1 ID ((((()))))", "a1 BAD Invalid ID parameters"},
+		{"a1 ID (", "a1 BAD Invalid ID parameters"},
 		{"a1 ID", "a1 BAD Error in IMAP command ID: Invalid arguments."},
-		{"a1 ID foo", "a1 BAD Error in IMAP command ID: Invalid arguments."},
-		{`a1 ID ("name")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
-		{`a1 ID (("a") "b")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
-		{`a1 ID ("a" ("b"))`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
-		{`a1 ID ("` + strings.Repeat("k", 31) + `" "v")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
-		{`a1 ID ("k" "` + strings.Repeat("v", 1025) + `")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
-		{"a1 ID (" + strings.Repeat(`"k" "v" `, 30) + `"k" "v")`, "a1 BAD Error in IMAP command ID: Invalid parameter list."},
+		{"a1 ID foo", "a1 BAD Invalid ID parameters"},
+		{`a1 ID (("a") "b")`, "a1 BAD Invalid ID parameters"},
+		{`a1 ID ("a" ("b"))`, "a1 BAD Invalid ID parameters"},
+		{`a1 ID ("` + strings.Repeat("k", 31) + `" "v")`, "a1 BAD Invalid ID parameters"},
+		{`a1 ID ("k" "v" NIL "w")`, "a1 BAD Invalid ID parameters"},
+		{`a1 ID ("k" "v"` + "\x01" + `)`, "a1 BAD Invalid ID parameters"},
 		{"a1 STARTTLS now", "a1 BAD Error in IMAP command STARTTLS: Unexpected arguments."},
 		{"a1 STARTTLS", "a1 BAD TLS support isn't enabled."},
 		{"a1 AUTHENTICATE", "a1 BAD Error in IMAP command AUTHENTICATE: Invalid arguments."},
@@ -443,4 +446,35 @@ func TestIDResponse(t *testing.T) {
 	c.Do("a1 ID NIL", `* ID ("name" "maildirector")`, "a1 OK ID completed.")
 	c.Do(`a2 ID ("name" "client" "version" NIL)`, `* ID ("name" "maildirector")`, "a2 OK ID completed.")
 	c.Do(`a3 id ("x-originating-ip" "192.0.2.9")`, `* ID ("name" "maildirector")`, "a3 OK ID completed.")
+	// What Dovecot takes, we take: a key without a value, long values,
+	// more than RFC 2971's 30 pairs.
+	c.Do(`a4 ID ("name")`, `* ID ("name" "maildirector")`, "a4 OK ID completed.")
+	c.Do(`a5 ID ("k" "`+strings.Repeat("v", 4000)+`")`, `* ID ("name" "maildirector")`, "a5 OK ID completed.")
+	c.Do("a6 ID ("+strings.Repeat(`"k" "v" `, 30)+`"k" "v")`, `* ID ("name" "maildirector")`, "a6 OK ID completed.")
+	// A long ID (about 30 KiB, 200 fields: some clients and test suites
+	// send such) is read as a stream, far past the line limit.
+	var long strings.Builder
+	long.WriteString("a7 ID (")
+	for i := range 200 {
+		if i > 0 {
+			long.WriteByte(' ')
+		}
+		fmt.Fprintf(&long, `"key-%03d" "%s"`, i, strings.Repeat("x", 140))
+	}
+	long.WriteString(")")
+	if long.Len() < 30000 {
+		t.Fatalf("long ID is only %d bytes", long.Len())
+	}
+	c.Do(long.String(), `* ID ("name" "maildirector")`, "a7 OK ID completed.")
+	c.Do("a8 NOOP", "a8 OK NOOP completed.")
+	// A refused long ID loses its line, not the session's step.
+	c.Do(`a9 ID ("`+strings.Repeat("k", 40)+`" "`+strings.Repeat("v", 20000)+`")`, "a9 BAD Invalid ID parameters")
+	c.Do("b1 NOOP", "b1 OK NOOP completed.")
+	// Literals, synchronizing and not.
+	c.Write("b2 ID ({3}\r\n")
+	c.Expect("+ OK")
+	c.Write(`key "value" {5+}` + "\r\n" + "value)\r\n")
+	c.Expect(`* ID ("name" "maildirector")`, "b2 OK ID completed.")
+	// An element over the line limit is too long, as in Dovecot.
+	c.Do(`b3 ID ("k" "`+strings.Repeat("v", 9000)+`")`, "* BYE Too long command line.")
 }
