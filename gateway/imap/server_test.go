@@ -3,9 +3,9 @@
 package imap
 
 import (
-	"fmt"
 	"bufio"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
