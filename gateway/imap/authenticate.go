@@ -21,7 +21,8 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 	}
 	m, ok := mechs.Lookup(ss.srv.Mechs, cmd.args[0].s)
 	if !ok || (m.NeedsTLS && !ss.c.TLS) {
-		return false, ss.c.Printf("%s NO Unsupported authentication mechanism.", cmd.tag)
+		// imap-login shows the auth server's refusal as an alert.
+		return false, ss.c.Printf("%s NO [ALERT] Unsupported authentication mechanism.", cmd.tag)
 	}
 	if m.Plaintext && !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext authentication refused on an insecure connection", "method", m.Name)
@@ -38,7 +39,8 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 		} else {
 			var err error
 			if resp, err = base64.StdEncoding.DecodeString(ir); err != nil {
-				return false, ss.bad(cmd.tag, "Invalid base64 data in initial response.")
+				// Dovecot's auth server's words, without a full stop.
+				return false, ss.bad(cmd.tag, "Invalid base64 data in initial response")
 			}
 		}
 	}
@@ -47,7 +49,9 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 	for {
 		challenge, done, err := ex.Next(resp)
 		if errors.Is(err, mechs.ErrMalformed) {
-			return false, ss.bad(cmd.tag, "Invalid authentication data.")
+			// To Dovecot a message the mechanism cannot read (PLAIN
+			// without its NULs, an empty one) is a failed login.
+			return false, ss.refuse(cmd.tag, "NO [AUTHENTICATIONFAILED] Authentication failed.")
 		}
 		if err != nil {
 			// The mechanism's lookup could not be made: a failure like
@@ -71,8 +75,23 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 			return false, ss.bad(cmd.tag, "Authentication aborted by client.")
 		}
 		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
-			return false, ss.bad(cmd.tag, "Invalid base64 data.")
+			// Dovecot 2.3.19 (Debian's security backports) ends the
+			// exchange as a failed login with this alert.
+			return false, ss.refuse(cmd.tag, "NO [ALERT] Invalid base64 in response")
 		}
 	}
 	return ss.proxyLogin(ctx, cmd.tag, m.Name, ex.Outcome())
+}
+
+// refuse ends a SASL exchange the client botched with reply, a failed
+// login to Dovecot, and counts it like one.
+func (ss *session) refuse(tag, reply string) error {
+	ss.authFailures++
+	if err := ss.c.Printf("%s %s", tag, reply); err != nil {
+		return err
+	}
+	if ss.authFailures >= ss.srv.MaxAuthFailures {
+		return errTooManyAuthFailures
+	}
+	return nil
 }

@@ -35,25 +35,25 @@ func TestAuthenticate(t *testing.T) {
 			c.Do("a AUTHENTICATE PLAIN "+b64("\x00bob\x00wrong"), "a "+authFailed)
 		}, []string{anyID, `L LOGIN "bob" "wrong"`}},
 		{"PLAIN empty IR", func(c *client) {
-			c.Do("a AUTHENTICATE PLAIN =", "a BAD Invalid authentication data.")
+			c.Do("a AUTHENTICATE PLAIN =", "a "+authFailed)
 		}, nil},
 		{"PLAIN cancelled", func(c *client) {
 			c.Do("a AUTHENTICATE PLAIN", "+ ")
 			c.Do("*", "a BAD Authentication aborted by client.")
 		}, nil},
 		{"PLAIN invalid base64 IR", func(c *client) {
-			c.Do("a AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ", "a BAD Invalid base64 data in initial response.")
+			c.Do("a AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ", "a BAD Invalid base64 data in initial response")
 		}, nil},
 		{"PLAIN invalid base64 response", func(c *client) {
 			c.Do("a AUTHENTICATE PLAIN", "+ ")
-			c.Do("not base64!", "a BAD Invalid base64 data.")
+			c.Do("not base64!", "a NO [ALERT] Invalid base64 in response")
 		}, nil},
 		{"PLAIN empty response", func(c *client) {
 			c.Do("a AUTHENTICATE PLAIN", "+ ")
-			c.Do("", "a BAD Invalid authentication data.")
+			c.Do("", "a "+authFailed)
 		}, nil},
 		{"PLAIN malformed message", func(c *client) {
-			c.Do("a AUTHENTICATE PLAIN "+b64("bob secret"), "a BAD Invalid authentication data.")
+			c.Do("a AUTHENTICATE PLAIN "+b64("bob secret"), "a "+authFailed)
 		}, nil},
 		{"LOGIN", func(c *client) {
 			c.Do("a AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
@@ -71,10 +71,10 @@ func TestAuthenticate(t *testing.T) {
 		}, nil},
 		{"LOGIN NUL in user name", func(c *client) {
 			c.Do("a AUTHENTICATE LOGIN", "+ VXNlcm5hbWU6")
-			c.Do(b64("b\x00b"), "a BAD Invalid authentication data.")
+			c.Do(b64("b\x00b"), "a "+authFailed)
 		}, nil},
 		{"unknown mechanism", func(c *client) {
-			c.Do("a AUTHENTICATE CRAM-MD5", "a NO Unsupported authentication mechanism.")
+			c.Do("a AUTHENTICATE CRAM-MD5", "a NO [ALERT] Unsupported authentication mechanism.")
 		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
