@@ -28,7 +28,10 @@ func parsePath(arg, prefix string) (addr string, params map[string]string, err e
 	if i := strings.IndexByte(addr, ':'); i >= 0 && strings.HasPrefix(addr, "@") {
 		addr = addr[i+1:]
 	}
-	if strings.ContainsAny(addr, " \t<>") {
+	// RFC 5321 4.1.2 (and RFC 6531's UTF-8) allows no control characters
+	// in a path: passed on, they would reach the backend's command line and
+	// come back in our replies.
+	if strings.ContainsAny(addr, " \t<>") || strings.ContainsFunc(addr, isControl) {
 		return "", nil, errors.New("invalid address")
 	}
 	params = map[string]string{}
@@ -38,6 +41,8 @@ func parsePath(arg, prefix string) (addr string, params map[string]string, err e
 	}
 	return addr, params, nil
 }
+
+func isControl(r rune) bool { return r < ' ' || r == 0x7f }
 
 func cutPrefixFold(s, prefix string) (string, bool) {
 	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
