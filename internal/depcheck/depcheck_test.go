@@ -39,6 +39,7 @@ var allowed = map[string][]string{
 	"admin":                    {"director", "auth"},
 	"metrics":                  {"auth", "director", "director/health", "gateway"},
 	"statuspage":               {},
+	"dovecotconf":              {"config"},
 }
 
 // TestImportDirections fails when a package imports one of ours that it
