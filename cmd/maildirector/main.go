@@ -15,6 +15,9 @@ const usage = `usage: maildirector <command> [flags]
 commands:
   serve -c FILE          run the gateway
   config check -c FILE   load and validate FILE, then exit
+  config import [-o FILE] [--dump FILE] [--root DIR] DOVECOT.CONF
+                         translate a Dovecot 2.3 Director configuration into this YAML;
+                         what is not translated goes to standard error with file:line and why
   reload [-c FILE]       make the gateway serving FILE re-read and apply its configuration
                          (through admin.socket, else admin.listen); exit 1 if it was refused
   version                print the version
@@ -66,6 +69,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return cmdServe(args[1:], stderr)
 	case "config":
+		if len(args) >= 2 && args[1] == "import" {
+			return cmdConfigImport(args[2:], stdout, stderr)
+		}
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprint(stderr, usage)
 			return 2
