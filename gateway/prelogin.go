@@ -5,6 +5,7 @@ package gateway
 import (
 	"net"
 	"net/netip"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,11 @@ import (
 // that is actually logging in does not), and a connection only goes
 // when another takes its place. Relayed sessions are never in it.
 //
+// "Busiest" counts only connections idle for longer than staleAfter: a
+// real client logs in within moments of connecting, so an address with
+// many fresh connections (a webmail's pool logging its users in) is busy,
+// not flooding, and a flood's connections are the ones that sit.
+//
 // A connection is idle unless its login is in progress (the databases,
 // the director or the backend are working on it): that work is not
 // thrown away.
@@ -27,6 +33,7 @@ type preloginTable struct {
 	// bounded per address (proxies, load balancers).
 	max, perIP int
 	exempt     []netip.Prefix
+	staleAfter time.Duration
 	total      int
 	byIP       map[netip.Addr][]*preloginEntry // oldest first
 
@@ -36,6 +43,7 @@ type preloginTable struct {
 type preloginEntry struct {
 	conn net.Conn
 	ip   netip.Addr
+	at   time.Time // admitted
 	// busy is set while a login is in progress.
 	busy atomic.Bool
 	gone bool // removed from the table (guarded by the table's mu)
@@ -50,14 +58,15 @@ func (t *preloginTable) setBounds(max, perIP int, exempt []netip.Prefix) {
 }
 
 func newPreloginTable(max, perIP int, exempt []netip.Prefix) *preloginTable {
-	return &preloginTable{max: max, perIP: perIP, exempt: exempt, byIP: map[netip.Addr][]*preloginEntry{}}
+	return &preloginTable{max: max, perIP: perIP, exempt: exempt, staleAfter: staleAfter, byIP: map[netip.Addr][]*preloginEntry{}}
 }
 
 // admit registers conn from ip, making room when a bound is reached. It
 // returns nil when there is no room: every connection in the way is
 // logging in right now.
 func (t *preloginTable) admit(conn net.Conn, ip netip.Addr) *preloginEntry {
-	e := &preloginEntry{conn: conn, ip: ip}
+	now := time.Now()
+	e := &preloginEntry{conn: conn, ip: ip, at: now}
 	var victims []*preloginEntry
 	t.mu.Lock()
 	if t.perIP > 0 && !contains(t.exempt, ip) && len(t.byIP[ip]) >= t.perIP {
@@ -71,7 +80,7 @@ func (t *preloginTable) admit(conn net.Conn, ip netip.Addr) *preloginEntry {
 		t.removeLocked(v)
 	}
 	if t.max > 0 && t.total >= t.max {
-		v := t.busiestIdleLocked()
+		v := t.busiestIdleLocked(now)
 		if v == nil {
 			t.mu.Unlock()
 			for _, v := range victims {
@@ -130,22 +139,51 @@ func (t *preloginTable) oldestIdleLocked(ip netip.Addr) *preloginEntry {
 	return nil
 }
 
-// busiestIdleLocked picks the oldest idle connection of the address with
-// the most connections (that has an idle one). Scanning every address
-// costs only when the table is full, and an address count is bounded by
-// the table's size.
-func (t *preloginTable) busiestIdleLocked() *preloginEntry {
-	var best *preloginEntry
-	bestN := 0
-	for ip, list := range t.byIP {
-		if len(list) <= bestN {
+// staleAfter is how long a connection may sit before login before it
+// counts towards its address being the busiest.
+const staleAfter = time.Second
+
+// evictionSample is how many addresses a full table looks at to choose
+// whom to close: Go's map iteration starts at a random place, so this
+// is a random sample. Looking at every address would make each new
+// connection of a flood cost as much as the table is large.
+const evictionSample = 16
+
+// busiestIdleLocked picks the connection to close for room: among a
+// sample of addresses, the oldest idle connection of the one with the
+// most connections that sat longer than staleAfter; when none sat that
+// long, the oldest idle one of the sample.
+func (t *preloginTable) busiestIdleLocked(now time.Time) *preloginEntry {
+	var best, oldest *preloginEntry
+	bestN, seen := 0, 0
+	cut := now.Add(-t.staleAfter)
+	for _, list := range t.byIP {
+		var first *preloginEntry
+		for _, e := range list {
+			if !e.busy.Load() {
+				first = e
+				break
+			}
+		}
+		if first == nil {
 			continue
 		}
-		if e := t.oldestIdleLocked(ip); e != nil {
-			best, bestN = e, len(list)
+		// Entries are in admission order: the stale ones come first.
+		n := sort.Search(len(list), func(i int) bool { return list[i].at.After(cut) })
+		if oldest == nil || first.at.Before(oldest.at) {
+			oldest = first
+		}
+		if n > bestN || (n == bestN && n > 0 && first.at.Before(best.at)) {
+			best, bestN = first, n
+		}
+		if seen++; seen == evictionSample {
+			break
 		}
 	}
-	return best
+	if best != nil {
+		return best
+	}
+	return oldest
 }
 
 // PreloginStats are the pre-login bounds' counters.

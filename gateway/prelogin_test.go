@@ -5,7 +5,9 @@ package gateway
 import (
 	"net"
 	"net/netip"
+	"strconv"
 	"testing"
+	"time"
 )
 
 // plConn is a connection that knows whether it was closed.
@@ -24,6 +26,7 @@ func newPLConn() *plConn {
 
 func TestPreloginTableEvictsBusiestOldestIdle(t *testing.T) {
 	tab := newPreloginTable(5, 0, nil)
+	tab.staleAfter = 0 // every idle connection counts as sitting
 	ip := func(s string) netip.Addr { return netip.MustParseAddr(s) }
 	var conns []*plConn
 	var entries []*preloginEntry
@@ -128,5 +131,43 @@ func TestPreloginLoginNotEvicted(t *testing.T) {
 	}
 	if tab.admit(newPLConn(), netip.MustParseAddr("127.0.0.2")) == nil {
 		t.Fatal("no room once the first logged in")
+	}
+}
+
+// TestPreloginFreshConnectionsNotBusiest: an address whose connections
+// are all fresh (clients logging in) is not the busiest, however many it
+// has; connections that sat go first.
+func TestPreloginFreshConnectionsNotBusiest(t *testing.T) {
+	tab := newPreloginTable(6, 0, nil)
+	tab.staleAfter = time.Hour
+	var sitting []*plConn
+	for i := range 2 {
+		c := newPLConn()
+		sitting = append(sitting, c)
+		e := tab.admit(c, netip.MustParseAddr("127.1.0."+strconv.Itoa(i+1)))
+		e.at = time.Now().Add(-2 * time.Hour) // sat for two hours
+	}
+	var fresh []*plConn
+	for range 4 {
+		c := newPLConn()
+		fresh = append(fresh, c)
+		tab.admit(c, netip.MustParseAddr("127.0.0.1"))
+	}
+	for range 2 {
+		c := newPLConn()
+		fresh = append(fresh, c)
+		if tab.admit(c, netip.MustParseAddr("127.0.0.1")) == nil {
+			t.Fatal("refused")
+		}
+	}
+	for i, c := range sitting {
+		if !c.closed {
+			t.Errorf("sitting connection %d kept", i)
+		}
+	}
+	for i, c := range fresh {
+		if c.closed {
+			t.Errorf("fresh connection %d of the busy address closed", i)
+		}
 	}
 }
