@@ -14,34 +14,34 @@ import (
 	"github.com/maildirector/maildirector/mechs"
 )
 
-// auth runs AUTH mechanism [initial-response] (RFC 5034). Without
-// arguments it lists the mechanisms offered now, as Dovecot does (the
-// RFC 1734 form some clients still send).
+// auth runs AUTH mechanism [initial-response] (RFC 5034). Without a
+// mechanism it lists the mechanisms offered now, as Dovecot does (the
+// RFC 1734 form some clients still send). As in pop3-login, the mechanism
+// ends at the first space and the rest of the line is the initial
+// response, whatever it holds.
 func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
-	args, ok := fields(cmd.args)
-	if !ok || len(args) > 2 || (cmd.hasArgs && len(args) == 0) {
-		return false, ss.bad("Invalid arguments.")
-	}
-	if len(args) == 0 {
+	name, ir, _ := strings.Cut(cmd.args, " ")
+	if name == "" {
 		lines := append(append([]string{"+OK"}, ss.mechanisms()...), ".")
 		return false, ss.c.Printf("%s", strings.Join(lines, "\r\n"))
 	}
-	m, ok := mechs.Lookup(ss.srv.Mechs, args[0])
+	m, ok := mechs.Lookup(ss.srv.Mechs, name)
 	if !ok || (m.NeedsTLS && !ss.c.TLS) {
-		return false, ss.c.Printf("-ERR Unsupported authentication mechanism.")
+		return false, ss.c.Printf("-ERR [AUTH] Unsupported authentication mechanism.")
 	}
 	if m.Plaintext && !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext authentication refused on an insecure connection", "method", m.Name)
 		return false, ss.c.Printf(plaintextDisallowed)
 	}
 	var resp []byte // nil: no initial response
-	if len(args) == 2 {
-		if args[1] == "=" { // RFC 5034 4: "=" is an empty initial response
+	if ir != "" {
+		if ir == "=" { // RFC 5034 4: "=" is an empty initial response
 			resp = []byte{}
 		} else {
 			var err error
-			if resp, err = base64.StdEncoding.DecodeString(args[1]); err != nil {
-				return false, ss.bad("Invalid base64 data in initial response.")
+			if resp, err = base64.StdEncoding.DecodeString(ir); err != nil {
+				// Dovecot's auth server's words, as a login failure.
+				return false, ss.bad("[AUTH] Invalid base64 data in initial response")
 			}
 		}
 	}
@@ -50,7 +50,9 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 	for {
 		challenge, done, err := ex.Next(resp)
 		if errors.Is(err, mechs.ErrMalformed) {
-			return false, ss.bad("Invalid authentication data.")
+			// To Dovecot a message the mechanism cannot read (PLAIN
+			// without its NULs, an empty one) is a failed login.
+			return false, ss.refuse(replyAuthFailed)
 		}
 		if err != nil {
 			// The mechanism's lookup could not be made: a failure like
@@ -74,7 +76,9 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 			return false, ss.bad("Authentication aborted by client.")
 		}
 		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
-			return false, ss.bad("Invalid base64 data.")
+			// Dovecot 2.3.19 (Debian's security backports) ends the
+			// exchange as a failed login with these words.
+			return false, ss.refuse("-ERR [AUTH] Invalid base64 in response")
 		}
 	}
 	return ss.proxyLogin(ctx, m.Name, ex.Outcome())

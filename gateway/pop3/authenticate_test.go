@@ -36,25 +36,29 @@ func TestAuthenticate(t *testing.T) {
 			c.Do("AUTH PLAIN "+b64("\x00bob\x00wrong"), authFailed)
 		}, []string{anyXCLIENT, "USER bob", "PASS wrong"}},
 		{"PLAIN empty initial response", func(c *client) {
-			c.Do("AUTH PLAIN =", "-ERR Invalid authentication data.")
+			c.Do("AUTH PLAIN =", authFailed)
+		}, nil},
+		{"PLAIN with a trailing space: no initial response", func(c *client) {
+			c.Do("AUTH PLAIN ", "+ ")
+			c.Do("*", "-ERR Authentication aborted by client.")
 		}, nil},
 		{"PLAIN cancelled", func(c *client) {
 			c.Do("AUTH PLAIN", "+ ")
 			c.Do("*", "-ERR Authentication aborted by client.")
 		}, nil},
 		{"PLAIN invalid base64 initial response", func(c *client) {
-			c.Do("AUTH PLAIN AGJvYgBzZWNyZXQ", "-ERR Invalid base64 data in initial response.")
+			c.Do("AUTH PLAIN AGJvYgBzZWNyZXQ", "-ERR [AUTH] Invalid base64 data in initial response")
 		}, nil},
 		{"PLAIN invalid base64 response", func(c *client) {
 			c.Do("AUTH PLAIN", "+ ")
-			c.Do("not base64!", "-ERR Invalid base64 data.")
+			c.Do("not base64!", "-ERR [AUTH] Invalid base64 in response")
 		}, nil},
 		{"PLAIN empty response", func(c *client) {
 			c.Do("AUTH PLAIN", "+ ")
-			c.Do("", "-ERR Invalid authentication data.")
+			c.Do("", authFailed)
 		}, nil},
 		{"PLAIN malformed message", func(c *client) {
-			c.Do("AUTH PLAIN "+b64("bob secret"), "-ERR Invalid authentication data.")
+			c.Do("AUTH PLAIN "+b64("bob secret"), authFailed)
 		}, nil},
 		{"LOGIN", func(c *client) {
 			c.Do("AUTH LOGIN", "+ VXNlcm5hbWU6")
@@ -72,10 +76,10 @@ func TestAuthenticate(t *testing.T) {
 		}, nil},
 		{"LOGIN NUL in user name", func(c *client) {
 			c.Do("AUTH LOGIN", "+ VXNlcm5hbWU6")
-			c.Do(b64("b\x00b"), "-ERR Invalid authentication data.")
+			c.Do(b64("b\x00b"), authFailed)
 		}, nil},
 		{"unknown mechanism", func(c *client) {
-			c.Do("AUTH CRAM-MD5", "-ERR Unsupported authentication mechanism.")
+			c.Do("AUTH CRAM-MD5", "-ERR [AUTH] Unsupported authentication mechanism.")
 		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,6 +117,6 @@ func TestAuthenticateCountsFailures(t *testing.T) {
 	c.Do("AUTH PLAIN", "+ ")
 	c.Do("*", "-ERR Authentication aborted by client.")
 	c.Do("AUTH PLAIN", "+ ")
-	c.Do("*", "-ERR Too many invalid commands.")
+	c.Do("*", "-ERR Authentication aborted by client.", "-ERR Too many invalid bad commands.")
 	c.ExpectClosed()
 }

@@ -170,7 +170,7 @@ func TestTooManyBadCommands(t *testing.T) {
 	c.Do("NOOP", unknownCommand)
 	c.Do("CAPA", capaLocal...)
 	c.Do("PASS x", "-ERR No username given.")
-	c.Do("STAT", "-ERR Too many invalid commands.")
+	c.Do("STAT", unknownCommand, "-ERR Too many invalid bad commands.")
 	c.ExpectClosed()
 }
 
@@ -194,7 +194,7 @@ func TestGarbageInAuth(t *testing.T) {
 	e := start(t)
 	c := e.connect()
 	c.Do("AUTH PLAIN", "+ ")
-	c.Do("AG\x00Jv", "-ERR Invalid base64 data.")
+	c.Do("AG\x00Jv", "-ERR [AUTH] Invalid base64 in response")
 	e.backend.expectUntouched(t)
 }
 

@@ -17,14 +17,12 @@ import (
 const plaintextDisallowed = "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
 
 // userCmd runs USER name (RFC 1939 7). The name is the rest of the line,
-// as Dovecot takes it; nothing is checked before PASS.
+// as Dovecot takes it; nothing is checked before PASS, not even that
+// there is one (pop3-login answers +OK and lets the login fail).
 func (ss *session) userCmd(cmd *command) error {
 	if !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext login refused on an insecure connection")
 		return ss.c.Printf(plaintextDisallowed)
-	}
-	if cmd.args == "" {
-		return ss.bad("Missing user name.")
 	}
 	ss.user, ss.hasUser = cmd.args, true
 	return ss.c.Printf("+OK")
@@ -42,6 +40,11 @@ func (ss *session) pass(ctx context.Context, cmd *command) (bool, error) {
 	}
 	user := ss.user
 	ss.user, ss.hasUser = "", false
+	if user == "" {
+		// No passdb knows the empty name: a failed login, without
+		// asking one.
+		return false, ss.refuse(replyAuthFailed)
+	}
 	return ss.proxyLogin(ctx, "", mechs.Outcome{User: user, Password: cmd.args})
 }
 
@@ -64,6 +67,19 @@ func (ss *session) proxyLogin(ctx context.Context, mech string, o mechs.Outcome)
 	}
 	ss.srv.Pipeline.Proxy(c, t, b, ss.srv.Registry, "pop3", mech, start, func() error { return c.Printf("%s", okLine) })
 	return true, nil
+}
+
+// refuse answers a login that fails before any passdb is asked (an empty
+// name, a SASL message the mechanism cannot read) and counts it.
+func (ss *session) refuse(line string) error {
+	ss.authFailures++
+	if err := ss.c.Printf("%s", line); err != nil {
+		return err
+	}
+	if ss.authFailures >= ss.srv.MaxAuthFailures {
+		return errTooManyAuthFailures
+	}
+	return nil
 }
 
 // Fixed replies to failed logins (RFC 2449 8 and RFC 3206 response codes,

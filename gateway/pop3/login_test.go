@@ -248,7 +248,7 @@ func TestXCLIENTParameters(t *testing.T) {
 			e := start(t, trusted)
 			c := e.dial("")
 			c.Expect("+OK [XCLIENT] ...")
-			c.Do("XCLIENT "+args, "-ERR Invalid parameters.")
+			c.Do("XCLIENT "+args, "-ERR Invalid parameters")
 			c.login("bob", "secret", fakeOK)
 			e.backend.expectReceived(t, xclientLine("127.0.0.1", localPort(c), 4), "USER bob", "PASS secret")
 		})

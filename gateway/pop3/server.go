@@ -69,7 +69,7 @@ func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
 // still hear it, and logs it. POP3 has no untagged BYE: the farewell is
 // an -ERR line, then the connection closes.
 func (ss *session) disconnect(err error) {
-	gateway.Disconnect(ss.c, err, func(text string) { ss.c.Printf("-ERR %s", text) }, "Too many invalid commands.")
+	gateway.Disconnect(ss.c, err, func(text string) { ss.c.Printf("-ERR %s", text) }, "Too many invalid bad commands.")
 }
 
 // The protocol's names for the shared hang-up reasons.
@@ -87,11 +87,9 @@ func (ss *session) mechanisms() []string {
 	return names
 }
 
-// capa answers CAPA (RFC 2449 5) with a multi-line list.
-func (ss *session) capa(cmd *command) error {
-	if cmd.hasArgs {
-		return ss.bad("Unexpected arguments.")
-	}
+// capa answers CAPA (RFC 2449 5) with a multi-line list. Arguments are
+// ignored, as pop3-login does.
+func (ss *session) capa() error {
 	lines := append([]string{"+OK"}, preLoginCaps...)
 	if ss.c.CanStartTLS() {
 		lines = append(lines, "STLS")
@@ -122,12 +120,18 @@ func (ss *session) next(ctx context.Context) (done bool, err error) {
 	}
 	switch cmd.name {
 	case "CAPA":
-		return false, ss.capa(cmd)
+		return false, ss.capa()
 	case "QUIT":
-		ss.c.Printf("+OK Logging out.")
+		// pop3-login's words; the mail process, after login, adds a
+		// full stop.
+		ss.c.Printf("+OK Logging out")
 		return true, nil
+	case "APOP":
+		// APOP needs a stored plaintext password and a challenge in the
+		// greeting; like Dovecot without the apop mechanism, refuse it.
+		return false, ss.c.Printf("-ERR APOP not enabled.")
 	case "STLS":
-		return false, ss.stls(cmd)
+		return false, ss.stls()
 	case "XCLIENT":
 		return false, ss.xclient(cmd)
 	case "USER":
@@ -143,11 +147,14 @@ func (ss *session) next(ctx context.Context) (done bool, err error) {
 }
 
 // bad answers -ERR to an invalid command and counts it; too many end the
-// connection.
+// connection, after the answer, as pop3-login does.
 func (ss *session) bad(msg string) error {
 	ss.badCommands++
+	if err := ss.c.Printf("-ERR %s", msg); err != nil {
+		return err
+	}
 	if ss.badCommands >= ss.srv.MaxBadCommands {
 		return errTooManyBad
 	}
-	return ss.c.Printf("-ERR %s", msg)
+	return nil
 }

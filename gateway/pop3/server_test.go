@@ -129,7 +129,7 @@ func TestGreetingCapaQuit(t *testing.T) {
 	c := e.connect()
 	c.Do("CAPA", capaLocal...)
 	c.Do("capa", capaLocal...)
-	c.Do("QUIT", "+OK Logging out.")
+	c.Do("QUIT", "+OK Logging out")
 	c.ExpectClosed()
 	e.backend.expectUntouched(t)
 }
@@ -180,6 +180,29 @@ func TestPlaintextPolicy(t *testing.T) {
 	}
 }
 
+// TestAPOP: APOP is refused as by a Dovecot without the apop mechanism,
+// and the session goes on.
+func TestAPOP(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	c := e.connect()
+	c.Do("APOP bob 0123456789abcdef0123456789abcdef", "-ERR APOP not enabled.")
+	c.Do("CAPA", capaLocal...)
+	e.backend.expectUntouched(t)
+}
+
+// TestEmptyUser: USER takes the empty name, as pop3-login does; PASS then
+// fails without asking anyone.
+func TestEmptyUser(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	c := e.connect()
+	c.Do("USER", "+OK")
+	c.Do("PASS secret", authFailed)
+	c.Do("CAPA", capaLocal...)
+	e.backend.expectUntouched(t)
+}
+
 // TestTrustedGreeting: a trusted peer is offered XCLIENT, as Dovecot's
 // pop3-login does.
 func TestTrustedGreeting(t *testing.T) {
@@ -192,7 +215,7 @@ func TestTrustedGreeting(t *testing.T) {
 // before login are refused (and counted).
 func TestUnknownCommands(t *testing.T) {
 	t.Parallel()
-	for _, line := range []string{"NOOP", "STAT", "RETR 1", "APOP bob 0123456789abcdef", "FOO", "", " USER bob",
+	for _, line := range []string{"NOOP", "STAT", "RETR 1", "FOO", "", " USER bob",
 		"USERX bob", strings.Repeat("U", 17)} {
 		t.Run(strconv.Quote(line), func(t *testing.T) {
 			t.Parallel()
@@ -205,30 +228,38 @@ func TestUnknownCommands(t *testing.T) {
 	}
 }
 
-// TestBadArguments: each command's malformed forms, and the session goes
-// on.
+// TestBadArguments: each command's odd forms, answered as Dovecot's
+// pop3-login answers them, and the session goes on.
 func TestBadArguments(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ line, want string }{
-		{"CAPA now", "-ERR Unexpected arguments."},
-		{"CAPA ", "-ERR Unexpected arguments."},
-		{"STLS now", "-ERR Unexpected arguments."},
-		{"STLS", "-ERR TLS support isn't enabled."},
-		{"USER", "-ERR Missing user name."},
-		{"USER ", "-ERR Missing user name."},
-		{"PASS secret", "-ERR No username given."},
-		{"USER bob\r", "-ERR Invalid characters in command line."},
-		{"AUTH ", "-ERR Invalid arguments."},
-		{"AUTH  PLAIN", "-ERR Invalid arguments."},
-		{"AUTH PLAIN  x", "-ERR Invalid arguments."},
-		{"AUTH PLAIN x y", "-ERR Invalid arguments."},
-		{"AUTH PLAIN ", "-ERR Invalid arguments."},
+	authList := []string{"+OK", "PLAIN", "LOGIN", "."}
+	badIR := "-ERR [AUTH] Invalid base64 data in initial response"
+	for _, tc := range []struct {
+		line string
+		want []string
+	}{
+		// CAPA and STLS ignore arguments.
+		{"CAPA now", capaLocal},
+		{"CAPA ", capaLocal},
+		{"STLS now", []string{"-ERR TLS support isn't enabled."}},
+		{"STLS", []string{"-ERR TLS support isn't enabled."}},
+		// USER takes any name, the empty one too; PASS then fails.
+		{"USER", []string{"+OK"}},
+		{"USER ", []string{"+OK"}},
+		{"PASS secret", []string{"-ERR No username given."}},
+		{"USER bob\r", []string{"-ERR Invalid characters in command line."}},
+		// AUTH: the mechanism ends at the first space, the rest of the
+		// line is the initial response.
+		{"AUTH ", authList},
+		{"AUTH  PLAIN", authList},
+		{"AUTH PLAIN  x", []string{badIR}},
+		{"AUTH PLAIN x y", []string{badIR}},
 	} {
 		t.Run(strconv.Quote(tc.line), func(t *testing.T) {
 			t.Parallel()
 			e := start(t)
 			c := e.connect()
-			c.Do(tc.line, tc.want)
+			c.Do(tc.line, tc.want...)
 			c.Do("CAPA", capaLocal...)
 			e.backend.expectUntouched(t)
 		})
@@ -251,6 +282,6 @@ func TestNoMechanisms(t *testing.T) {
 	c := e.connect()
 	c.Do("CAPA", "+OK", "CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE", "USER", ".")
 	c.Do("AUTH", "+OK", ".")
-	c.Do("AUTH PLAIN", "-ERR Unsupported authentication mechanism.")
+	c.Do("AUTH PLAIN", "-ERR [AUTH] Unsupported authentication mechanism.")
 	c.login("bob", "secret", fakeOK)
 }

@@ -7,10 +7,8 @@ import "errors"
 // stls runs STLS (RFC 2595 4). After the handshake the client must ask
 // for capabilities again, and nothing it said before counts: a USER given
 // in cleartext is forgotten.
-func (ss *session) stls(cmd *command) error {
-	if cmd.hasArgs {
-		return ss.bad("Unexpected arguments.")
-	}
+func (ss *session) stls() error {
+	// Arguments are ignored, as pop3-login does.
 	if ss.c.TLS {
 		return ss.bad("TLS is already active.")
 	}

@@ -23,7 +23,7 @@ func (ss *session) xclient(cmd *command) error {
 	}
 	args, ok := fields(cmd.args)
 	if !ok {
-		return ss.bad("Invalid parameters.")
+		return ss.bad("Invalid parameters")
 	}
 	remote, session, ttl := c.Remote, c.Session, c.TTL
 	for _, a := range args {
@@ -32,24 +32,24 @@ func (ss *session) xclient(cmd *command) error {
 		case "ADDR":
 			ip, err := netip.ParseAddr(v)
 			if err != nil {
-				return ss.bad("Invalid parameters.")
+				return ss.bad("Invalid parameters")
 			}
 			remote = netip.AddrPortFrom(ip.Unmap(), remote.Port())
 		case "PORT":
 			n, err := strconv.ParseUint(v, 10, 16)
 			if err != nil {
-				return ss.bad("Invalid parameters.")
+				return ss.bad("Invalid parameters")
 			}
 			remote = netip.AddrPortFrom(remote.Addr(), uint16(n))
 		case "SESSION":
 			if v == "" || len(v) > maxSessionID || !printable(v) {
-				return ss.bad("Invalid parameters.")
+				return ss.bad("Invalid parameters")
 			}
 			session = v
 		case "TTL":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				return ss.bad("Invalid parameters.")
+				return ss.bad("Invalid parameters")
 			}
 			// A peer may lower the hop budget, never raise it.
 			ttl = min(ttl, n)
