@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -42,6 +43,10 @@ func ParseByteSize(s string) (ByteSize, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	// A product past int64 would wrap around to a negative size.
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is too big a size", s)
 	}
 	return ByteSize(n * mult), nil
 }
