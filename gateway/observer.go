@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,21 @@ const (
 // ErrLimit marks a login refused by a limit rather than by a failure: the
 // client gets a limit answer, metrics count it as one.
 var ErrLimit = errors.New("limit reached")
+
+// userIPLimitPhrase starts Dovecot's refusal of a login over
+// mail_max_userip_connections (its login processes' own words).
+const userIPLimitPhrase = "Maximum number of connections from user+IP exceeded"
+
+// BackendLimit reads a backend's refusal text: when it is Dovecot's
+// user+IP limit, it returns the LimitError to answer with. Backends see
+// all of a user's sessions (the director keeps them on one backend), so
+// their count spans every gateway of the cluster.
+func BackendLimit(text string) *LimitError {
+	if i := strings.Index(text, userIPLimitPhrase); i >= 0 {
+		return &LimitError{Text: OneLine(text[i:])}
+	}
+	return nil
+}
 
 // ErrAborted is the verdict of a login the client gave up: it cancelled
 // the SASL exchange ("*") or went away before hearing the answer.

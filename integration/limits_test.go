@@ -328,3 +328,49 @@ func TestLongIDAndUserIPLimit(t *testing.T) {
 		return n == 1, fmt.Sprintf("limit=%v", n)
 	})
 }
+
+// TestUserIPLimitAcrossGateways: the backend counts a user's sessions
+// from every gateway (the director keeps them all on it), and its
+// refusal reaches the client as a limit: two sessions through two
+// gateways, the third through either is NO [LIMIT].
+func TestUserIPLimitAcrossGateways(t *testing.T) {
+	users := map[string]string{}
+	for i := range 10 {
+		users[userName(i)] = password(userName(i))
+	}
+	e := startBackendsWith(t, []string{"127.0.0.63", "127.0.0.64"}, users, func(o *harness.DovecotOptions) { o.MaxUserIPConnections = 2 })
+	// The gateways' own count is off: only the backend's applies.
+	e.limits = "{auth_failure_delay: 0s, auth_penalty_max: 0s, max_userip_connections: 0}"
+	e.startGateway(t, "proxy=y nopassword=y", "allow_plaintext: true\n")
+	gwA := e.gwAddr
+	e.startGateway(t, "proxy=y nopassword=y", "allow_plaintext: true\n")
+	gwB := e.gwAddr
+	user := userName(3)
+	var open []*tclient
+	defer func() {
+		for _, c := range open {
+			c.close()
+		}
+	}()
+	for _, gw := range []string{gwA, gwB} {
+		c, err := tdial(gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+		if r, err := c.login(user); err != nil || !strings.HasPrefix(r, "OK") {
+			t.Fatalf("session through %s: %q %v", gw, r, err)
+		}
+	}
+	for _, gw := range []string{gwA, gwB} {
+		c, err := tdial(gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.login(user)
+		c.close()
+		if want := "NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=2)"; err != nil || r != want {
+			t.Fatalf("third session through %s: %q %v, want %q", gw, r, err, want)
+		}
+	}
+}

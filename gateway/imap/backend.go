@@ -145,6 +145,12 @@ func loginResult(op, rest string) (string, error) {
 	case "OK":
 		return rest, nil
 	case "NO":
+		if lim := gateway.BackendLimit(text); lim != nil {
+			return "", auth.Temporary(op+": login", fmt.Errorf("backend said NO %s: %w", text, lim))
+		}
+		if t, ok := strings.CutPrefix(text, "[LIMIT] "); ok {
+			return "", auth.Temporary(op+": login", fmt.Errorf("backend said NO %s: %w", text, &gateway.LimitError{Text: gateway.OneLine(t)}))
+		}
 		// Codes that say "not now" rather than "not you" (RFC 5530).
 		for _, code := range []string{"[UNAVAILABLE]", "[SERVERBUG]", "[LIMIT]", "[INUSE]", "[CONTACTADMIN]"} {
 			if strings.HasPrefix(text, code) {

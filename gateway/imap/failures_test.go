@@ -48,7 +48,12 @@ func TestLoginFailures(t *testing.T) {
 		{"backend says plain NO", backendAnswer("NO Login failed."), authFailed, true},
 		{"backend says UNAVAILABLE", backendAnswer("NO [UNAVAILABLE] Maintenance, try later."), unavailable, true},
 		{"backend says SERVERBUG", backendAnswer("NO [SERVERBUG] Oops."), unavailable, true},
-		{"backend says LIMIT", backendAnswer("NO [LIMIT] Too many sessions."), unavailable, true},
+		// A backend's limit is the client's limit (RFC 5530: do not retry
+		// at once); Dovecot's user+IP refusal is one whatever its code,
+		// and the backend counts every gateway's sessions of the user.
+		{"backend says LIMIT", backendAnswer("NO [LIMIT] Too many sessions."), "NO [LIMIT] Too many sessions.", true},
+		{"backend's user+IP limit", backendAnswer("NO [UNAVAILABLE] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)"),
+			"NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)", true},
 		{"backend says INUSE", backendAnswer("NO [INUSE] Mailbox in use."), unavailable, true},
 		{"backend says CONTACTADMIN", backendAnswer("NO [CONTACTADMIN] Call us."), unavailable, true},
 		{"backend says BAD", backendAnswer("BAD Syntax error."), serverBug, true},

@@ -166,6 +166,8 @@ func loginResult(op, line string) (string, error) {
 	case strings.HasPrefix(code, "[IN-USE]"):
 		// RFC 2449 8.1.2: the mailbox is locked; the client may retry.
 		return "", &inUseError{text: text, err: auth.Temporary(op+": login", fmt.Errorf("backend said -ERR %s", text))}
+	case strings.HasPrefix(code, "[SYS/TEMP]") && gateway.BackendLimit(text) != nil:
+		return "", auth.Temporary(op+": login", fmt.Errorf("backend said -ERR %s: %w", text, gateway.BackendLimit(text)))
 	case strings.HasPrefix(code, "[SYS/TEMP]"), strings.HasPrefix(code, "[SYS/PERM]"):
 		// RFC 3206 4: the backend's trouble, not the user's password.
 		return "", auth.Temporary(op+": login", fmt.Errorf("backend said -ERR %s", text))

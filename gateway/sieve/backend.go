@@ -113,6 +113,10 @@ func loginResult(op string, r *response, raw string) error {
 	case "NO":
 		switch r.code {
 		case "TRYLATER":
+			if lim := gateway.BackendLimit(raw); lim != nil {
+				lim.Text = strings.TrimSuffix(lim.Text, `"`)
+				return auth.Temporary(op+": login", fmt.Errorf("backend said %q: %w", raw, lim))
+			}
 			return auth.Temporary(op+": login", fmt.Errorf("backend said %q", raw))
 		case "ENCRYPT-NEEDED", "AUTH-TOO-WEAK":
 			// Not the user's fault: the backend wants what we did not do.
