@@ -56,7 +56,7 @@ func TestAuthenticate(t *testing.T) {
 			c.Do(`AUTHENTICATE "PLAIN" "`+b64("\x00bob\x00p\"w\\d")+`"`, fakeOK)
 		}, []string{anyXCLIENT, plainLogin("bob", "p\"w\\d")}},
 		{"PLAIN empty initial response", func(c *client) {
-			c.Do(`AUTHENTICATE "PLAIN" ""`, `NO "Invalid authentication data."`)
+			c.Do(`AUTHENTICATE "PLAIN" ""`, authFailed)
 		}, nil},
 		{"PLAIN aborted", func(c *client) {
 			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
@@ -72,7 +72,7 @@ func TestAuthenticate(t *testing.T) {
 		}, nil},
 		{"empty response line", func(c *client) {
 			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.Do(``, `NO "Invalid AUTHENTICATE client response."`)
+			c.Do(``, `NO "Received empty AUTHENTICATE client response line."`)
 		}, nil},
 		{"two strings in a response", func(c *client) {
 			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
@@ -83,18 +83,18 @@ func TestAuthenticate(t *testing.T) {
 			c.Do(`"`+ir, `NO "Invalid AUTHENTICATE client response."`)
 		}, nil},
 		{"PLAIN invalid base64 initial response", func(c *client) {
-			c.Do(`AUTHENTICATE "PLAIN" "AGJvYgBzZWNyZXQ"`, `NO "Invalid base64 data in initial response."`)
+			c.Do(`AUTHENTICATE "PLAIN" "AGJvYgBzZWNyZXQ"`, `NO "Invalid base64 data in initial response"`)
 		}, nil},
 		{"PLAIN invalid base64 response", func(c *client) {
 			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.Do(`"not base64!"`, `NO "Invalid base64 data in AUTHENTICATE response."`)
+			c.Do(`"not base64!"`, `NO "Invalid base64 in response"`)
 		}, nil},
 		{"PLAIN empty response", func(c *client) {
 			c.Do(`AUTHENTICATE "PLAIN"`, `""`)
-			c.Do(`""`, `NO "Invalid authentication data."`)
+			c.Do(`""`, authFailed)
 		}, nil},
 		{"PLAIN malformed message", func(c *client) {
-			c.Do(`AUTHENTICATE "PLAIN" "`+b64("bob secret")+`"`, `NO "Invalid authentication data."`)
+			c.Do(`AUTHENTICATE "PLAIN" "`+b64("bob secret")+`"`, authFailed)
 		}, nil},
 		{"LOGIN", func(c *client) {
 			c.Do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
@@ -112,7 +112,7 @@ func TestAuthenticate(t *testing.T) {
 		}, nil},
 		{"LOGIN NUL in the user name", func(c *client) {
 			c.Do(`AUTHENTICATE "LOGIN"`, `"VXNlcm5hbWU6"`)
-			c.Do(`"`+b64("b\x00b")+`"`, `NO "Invalid authentication data."`)
+			c.Do(`"`+b64("b\x00b")+`"`, authFailed)
 		}, nil},
 		{"unknown mechanism", func(c *client) {
 			c.Do(`AUTHENTICATE "CRAM-MD5"`, `NO "Unsupported authentication mechanism."`)

@@ -159,10 +159,17 @@ func (p *parser) atom() string {
 	return p.line[start:p.pos]
 }
 
-// args reads arg *(SP arg) up to the end of the line.
+// args reads arg *(SP arg) up to the end of the line. Like Pigeonhole's
+// parser it lets spaces pile up (or trail), and a string needs no space
+// after it: only two atoms must be apart, and they always are.
 func (p *parser) args() ([]arg, error) {
 	var out []arg
 	for {
+		for p.sp() {
+		}
+		if p.eol() {
+			return out, nil
+		}
 		a, err := p.arg()
 		if err != nil {
 			return out, err
@@ -170,12 +177,6 @@ func (p *parser) args() ([]arg, error) {
 		out = append(out, a)
 		if len(out) > maxArgs {
 			return out, &syntaxError{msg: "Too many arguments."}
-		}
-		if p.eol() {
-			return out, nil
-		}
-		if !p.sp() {
-			return out, &syntaxError{msg: "Missing space between arguments."}
 		}
 	}
 }
@@ -220,7 +221,8 @@ func (p *parser) quoted() (string, error) {
 		b.WriteByte(c)
 		p.pos++
 	}
-	return "", &syntaxError{msg: "Missing '\"'."}
+	// Pigeonhole meets the line's CR inside the string.
+	return "", &syntaxError{msg: "String contains invalid character."}
 }
 
 // literal reads "{n}" or "{n+}" at the end of the line, then n bytes, then
@@ -229,12 +231,12 @@ func (p *parser) literal() (string, error) {
 	rest := p.line[p.pos:]
 	end := strings.IndexByte(rest, '}')
 	if end < 0 || p.pos+end+1 != len(p.line) {
-		return "", &syntaxError{msg: "Broken literal."}
+		return "", &syntaxError{msg: "Missing LF after literal size"}
 	}
 	spec := strings.TrimSuffix(rest[1:end], "+")
 	n, err := strconv.Atoi(spec)
 	if err != nil || n < 0 || len(spec) > 10 || spec[0] == '+' || spec[0] == '-' {
-		return "", &syntaxError{msg: "Broken literal size."}
+		return "", &syntaxError{msg: "Invalid literal size"}
 	}
 	if n > p.maxLiteral || p.total+n > maxCommandBytes {
 		return "", errLiteralTooBig

@@ -134,6 +134,9 @@ func (ss *session) next(ctx context.Context) (done bool, err error) {
 		if ss.c.Trusted {
 			return false, ss.xclient(cmd)
 		}
+		// managesieve-login knows the command and tells an untrusted
+		// client so, without counting it as invalid.
+		return false, ss.c.Printf(`NO "You are not from trusted IP"`)
 	}
 	return false, ss.bad(errCommand)
 }
@@ -143,7 +146,8 @@ func (ss *session) next(ctx context.Context) (done bool, err error) {
 func (ss *session) noop(cmd *command) error {
 	switch {
 	case len(cmd.args) == 0:
-		return ss.c.Printf(`OK "NOOP completed."`)
+		// managesieve-login's words, capital C and all.
+		return ss.c.Printf(`OK "NOOP Completed"`)
 	case len(cmd.args) > 1:
 		return ss.bad(errCommand)
 	case cmd.args[0].kind != argString:
@@ -171,7 +175,13 @@ var (
 // disconnect tells the client why it is being disconnected, when it can
 // still hear it, and logs it.
 func (ss *session) disconnect(err error) {
-	gateway.Disconnect(ss.c, err, func(text string) { ss.c.Printf("BYE %s", quote(text)) }, "Too many invalid MANAGESIEVE commands.")
+	gateway.Disconnect(ss.c, err, func(text string) {
+		if errors.Is(err, errLiteralTooBig) {
+			// managesieve-login's parser's words.
+			text = "Literal size too large"
+		}
+		ss.c.Printf("BYE %s", quote(text))
+	}, "Too many invalid MANAGESIEVE commands.")
 }
 
 // literal and nextLine implement lineSource on the client connection.
