@@ -12,17 +12,21 @@ import (
 // Source routes ("<@x,@y:a@b>") are accepted and dropped, as RFC 5321
 // C says they must be.
 func parsePath(arg, prefix string) (addr string, params map[string]string, err error) {
+	// The errors are Dovecot's lib-smtp words: the client sees them.
 	rest, ok := cutPrefixFold(arg, prefix)
 	if !ok {
-		return "", nil, errors.New("syntax error")
+		return "", nil, errNoPrefix
 	}
+	// Spaces before the path are let be (TestParsePath pins it):
+	// Dovecot refuses them, but nothing is lost by reading what a sloppy
+	// client meant.
 	rest = strings.TrimLeft(rest, " ")
 	if !strings.HasPrefix(rest, "<") {
-		return "", nil, errors.New("address must be in <>")
+		return "", nil, errors.New("Missing '<' at beginning of path")
 	}
 	end := strings.IndexByte(rest, '>')
 	if end < 0 {
-		return "", nil, errors.New("unterminated <address>")
+		return "", nil, errors.New("Missing '>' at end of path")
 	}
 	addr = rest[1:end]
 	if i := strings.IndexByte(addr, ':'); i >= 0 && strings.HasPrefix(addr, "@") {
@@ -41,6 +45,10 @@ func parsePath(arg, prefix string) (addr string, params map[string]string, err e
 	}
 	return addr, params, nil
 }
+
+// errNoPrefix: the command's FROM: or TO: is missing; Dovecot calls that
+// invalid parameters rather than an invalid path.
+var errNoPrefix = errors.New("invalid parameters")
 
 func isControl(r rune) bool { return r < ' ' || r == 0x7f }
 

@@ -17,15 +17,19 @@ import (
 // its recipients into 451; the others are not held up by it beyond their
 // own backends' pace.
 func (s *session) data(_ context.Context) (done bool) {
-	if !s.inMail || len(s.rcpts) == 0 {
-		s.badReply(reply{503, "5.5.1", "No valid recipients"})
+	switch {
+	case !s.inMail:
+		s.badReply(reply{503, "5.5.0", "MAIL needed first"})
+		return false
+	case len(s.rcpts) == 0:
+		s.badReply(reply{503, "5.5.0", "No valid recipients"})
 		return false
 	}
 	// From here until the replies are out, a backend may deliver before
 	// the client hears of it: a stopping gateway waits for this.
 	s.c.SetBusy(true)
 	defer s.c.SetBusy(false)
-	if s.reply(reply{354, "", "Start mail input; end with <CRLF>.<CRLF>"}) != nil {
+	if s.reply(reply{354, "", "OK"}) != nil {
 		return true
 	}
 	type result struct {

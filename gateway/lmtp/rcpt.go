@@ -18,12 +18,23 @@ import (
 // does the same): 250 only when the backend said 250.
 func (s *session) rcpt(ctx context.Context, arg string) {
 	if !s.inMail {
-		s.badReply(reply{503, "5.5.1", "MAIL first"})
+		s.badReply(reply{503, "5.5.0", "MAIL needed first"})
 		return
 	}
-	addr, _, err := parsePath(arg, "TO:")
-	if err != nil || addr == "" {
-		s.badReply(reply{501, "5.5.4", "Invalid TO"})
+	addr, params, err := parsePath(arg, "TO:")
+	switch {
+	case errors.Is(err, errNoPrefix):
+		s.badReply(invalidParameters)
+		return
+	case err != nil:
+		s.badReply(reply{501, "5.5.4", "Invalid TO: " + err.Error()})
+		return
+	case addr == "":
+		s.badReply(reply{501, "5.5.4", "Invalid TO: Null path not allowed"})
+		return
+	case len(params) > 0:
+		// No RCPT parameter is announced (no DSN), as in Dovecot.
+		s.reply(unsupportedParameters)
 		return
 	}
 	if s.srv.MaxRecipients > 0 && len(s.rcpts) >= s.srv.MaxRecipients {

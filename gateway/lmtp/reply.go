@@ -33,6 +33,10 @@ func (r reply) String() string {
 	return fmt.Sprintf("%d %s", r.code, r.text)
 }
 
+// unsupportedParameters refuses MAIL or RCPT parameters that were not
+// announced, in Dovecot's words.
+var unsupportedParameters = reply{555, "5.5.4", "Unsupported parameters"}
+
 func (r reply) ok() bool { return r.code >= 200 && r.code < 300 }
 
 // Fixed replies (ARCHITECTURE decision 6: fixed texts, details to the

@@ -76,6 +76,9 @@ type session struct {
 	rcpts    []*rcpt             // accepted, in RCPT order
 	backends map[string]*backend // by backend address and TLS mode
 	bad      int
+	// tooManyBad: the last invalid command was one too many; the
+	// session ends.
+	tooManyBad bool
 }
 
 // rcpt is one accepted recipient.
@@ -114,8 +117,7 @@ func (srv *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
 			s.reply(reply{421, "4.3.2", "Service shutting down"})
 			return
 		}
-		if srv.MaxBadCommands > 0 && s.bad >= srv.MaxBadCommands {
-			s.reply(reply{421, "4.7.0", "Too many errors"})
+		if s.tooManyBad {
 			return
 		}
 	}
@@ -133,15 +135,17 @@ func (s *session) command(ctx context.Context, line string) (done bool) {
 	switch strings.ToUpper(verb) {
 	case "LHLO":
 		if strings.TrimSpace(arg) == "" {
-			s.badReply(reply{501, "5.5.4", "LHLO needs a domain"})
+			// Dovecot's words, without an enhanced status code.
+			s.badReply(reply{501, "", "Missing hostname"})
 			return false
 		}
 		s.reset()
 		s.greeted = true
 		s.lhloReply()
 	case "HELO", "EHLO":
-		// RFC 2033 4.1: an LMTP server must not accept HELO or EHLO.
-		s.badReply(reply{500, "5.5.1", "This is LMTP: use LHLO"})
+		// RFC 2033 4.1: an LMTP server must not accept HELO or EHLO;
+		// Dovecot's lmtp does not know them.
+		s.badReply(reply{500, "5.5.1", "Unknown command"})
 	case "MAIL":
 		s.mail(arg)
 	case "RCPT":
@@ -149,14 +153,21 @@ func (s *session) command(ctx context.Context, line string) (done bool) {
 	case "DATA":
 		return s.data(ctx)
 	case "RSET":
+		if arg != "" {
+			s.badReply(invalidParameters)
+			return false
+		}
 		s.reset()
 		s.reply(reply{250, "2.0.0", "OK"})
 	case "NOOP":
 		s.reply(reply{250, "2.0.0", "OK"})
 	case "VRFY":
-		// RFC 5321 3.5.3: answer without confirming or denying.
-		s.reply(reply{252, "2.3.3", "Try RCPT instead"})
+		s.vrfy(arg)
 	case "QUIT":
+		if arg != "" {
+			s.badReply(invalidParameters)
+			return false
+		}
 		s.reply(reply{221, "2.0.0", "Bye"})
 		return true
 	case "STARTTLS":
@@ -164,14 +175,65 @@ func (s *session) command(ctx context.Context, line string) (done bool) {
 	case "XCLIENT":
 		s.xclient(arg)
 	default:
-		s.badReply(reply{500, "5.5.2", "Unknown command"})
+		s.badReply(reply{500, "5.5.1", "Unknown command"})
 	}
 	return false
 }
 
+// invalidParameters is Dovecot's answer to arguments a command does not
+// take, or cannot read.
+var invalidParameters = reply{501, "5.5.4", "Invalid parameters"}
+
+// badReply answers an invalid command and counts it. One more than
+// MaxBadCommands is answered with 421 instead, and the session ends, as
+// Dovecot's lmtp does (lib-smtp's max_bad_commands).
 func (s *session) badReply(r reply) {
 	s.bad++
+	if s.srv.MaxBadCommands > 0 && s.bad > s.srv.MaxBadCommands {
+		s.tooManyBad = true
+		r = reply{421, "4.7.0", s.srv.hostname() + " Too many invalid commands."}
+	}
 	s.reply(r)
+}
+
+// vrfy answers VRFY (RFC 5321 3.5.3) without confirming or denying: the
+// argument must be a string (an atom or a quoted string), as Dovecot's
+// lmtp checks.
+func (s *session) vrfy(arg string) {
+	switch {
+	case arg == "":
+		s.badReply(invalidParameters)
+	case !smtpString(arg):
+		s.badReply(reply{501, "5.5.4", "Invalid string parameter: Invalid character in string"})
+	default:
+		s.reply(reply{252, "2.3.3", "Try RCPT instead"})
+	}
+}
+
+// smtpString reports whether s is an RFC 5321 String: an Atom, or a
+// Quoted-string of printable characters.
+func smtpString(s string) bool {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		q := s[1 : len(s)-1]
+		for i := 0; i < len(q); i++ {
+			switch c := q[i]; {
+			case c == '\\':
+				if i++; i == len(q) || q[i] < ' ' || q[i] > '~' {
+					return false
+				}
+			case c == '"' || c < ' ' || c > '~':
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c > '~' || strings.IndexByte(`"(),.:;<>@[\]`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *session) lhloReply() {
@@ -203,13 +265,24 @@ func (s *session) mail(arg string) {
 		s.badReply(reply{503, "5.5.1", "LHLO first"})
 		return
 	case s.inMail:
-		s.badReply(reply{503, "5.5.1", "MAIL already given"})
+		s.badReply(reply{503, "5.5.0", "MAIL already given"})
 		return
 	}
 	from, params, err := parsePath(arg, "FROM:")
+	if errors.Is(err, errNoPrefix) {
+		s.badReply(invalidParameters)
+		return
+	}
 	if err != nil {
 		s.badReply(reply{501, "5.5.4", "Invalid FROM: " + err.Error()})
 		return
+	}
+	for k := range params {
+		// The parameters announced in LHLO; Dovecot refuses any other.
+		if k != "SIZE" && k != "BODY" && k != "SMTPUTF8" {
+			s.reply(unsupportedParameters)
+			return
+		}
 	}
 	if v, ok := params["SIZE"]; ok {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -223,7 +296,7 @@ func (s *session) mail(arg string) {
 		}
 	}
 	if b, ok := params["BODY"]; ok && !strings.EqualFold(b, "7BIT") && !strings.EqualFold(b, "8BITMIME") {
-		s.badReply(reply{501, "5.5.4", "Unsupported BODY"})
+		s.reply(reply{555, "5.5.4", "Unsupported mail BODY type"})
 		return
 	}
 	s.inMail, s.from, s.params = true, from, params
@@ -244,11 +317,15 @@ func (s *session) reset() {
 }
 
 func (s *session) starttls() bool {
+	if s.c.TLS {
+		s.reply(reply{502, "5.5.1", "TLS is already active."})
+		return false
+	}
 	if !s.c.CanStartTLS() {
 		s.badReply(reply{454, "4.7.0", "TLS not available"})
 		return false
 	}
-	if err := s.reply(reply{220, "2.0.0", "Ready to start TLS"}); err != nil {
+	if err := s.reply(reply{220, "2.0.0", "Begin TLS negotiation now."}); err != nil {
 		return true
 	}
 	if err := s.c.StartTLS(); err != nil {

@@ -18,7 +18,7 @@ func inData(t *testing.T, e *tenv) *tclient {
 	c.do("LHLO mta", "250 SIZE")
 	c.do("MAIL FROM:<s@x>", "250 2.1.0 OK")
 	c.do("RCPT TO:<a1@x>", "250 2.1.5 OK")
-	c.do("DATA", "354 Start mail input; end with <CRLF>.<CRLF>")
+	c.do("DATA", "354 OK")
 	io.WriteString(c.c, "Subject: t\r\n\r\nbody\r\n.\r\n")
 	select {
 	case <-e.a.received:
