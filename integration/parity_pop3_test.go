@@ -85,7 +85,7 @@ var capaBeforeTLS = forLead("gateway/pop3/server.go capa: pop3-login sends \"SAS
 
 // plaintextAUTH: pop3-login refuses a plaintext mechanism on an insecure
 // connection in its SASL layer's words.
-var plaintextAUTH = forLead("gateway/pop3/login.go:16 plaintextDisallowed, used by AUTH: pop3-login says \"Plaintext authentication disabled.\" for AUTH (USER and PASS keep the long text); pinned by integration/pop3_test.go:482-487",
+var plaintextAUTH = forLead("gateway/pop3/login.go plaintextDisallowed, used by AUTH: pop3-login says \"Plaintext authentication disabled.\" for AUTH (USER and PASS keep the long text); pinned by integration/pop3_test.go:482-487",
 	"-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.")
 
 // neverForgiven: pop3-login forgets invalid commands after any valid one.
@@ -142,7 +142,7 @@ func pop3Scripts() []script {
 		{"AUTH LOGIN", pop3TLS(step{send: "AUTH LOGIN"}, step{send: b64s(parityUser)}, step{send: b64s(parityPass)}, step{send: "QUIT"})},
 		{"AUTH with more after the initial response", pop3TLS(step{send: "AUTH PLAIN a b"}, step{send: "CAPA"})},
 		{"QUIT", []step{{}, {send: "QUIT"}, probe}},
-		{"over-long line", []step{{}, {send: "CAPA " + strings.Repeat("x", 70000), differ: forLead("gateway/farewell.go:52 (ErrLineTooLong, issue 14 §1): pop3-login's words when a line fills its input buffer",
+		{"over-long line", []step{{}, {send: "CAPA " + strings.Repeat("x", 70000), differ: forLead("gateway/farewell.go (ErrLineTooLong, issue 14 §1): pop3-login's words when a line fills its input buffer",
 			"-ERR Too long command line.", "<closed>")}}},
 		{"too many failed logins", pop3TLS(
 			step{send: "USER x@example.com"}, step{send: "PASS wrong"}, step{send: "USER x@example.com"}, step{send: "PASS wrong"},
