@@ -155,7 +155,7 @@ func sieveScripts() []script {
 		{"AUTHENTICATE with too many arguments", sieveTLS(step{send: `AUTHENTICATE "PLAIN" "a" "b"`}, step{send: "NOOP"})},
 		{"AUTHENTICATE lower-case mechanism", sieveTLS(step{send: `authenticate "plain" ` + sieveString(ir)}, step{send: "LOGOUT"})},
 		{"AUTHENTICATE LOGIN", sieveTLS(step{send: `AUTHENTICATE "LOGIN"`}, step{send: sieveString(b64s(parityUser))}, step{send: sieveString(b64s(parityPass))}, step{send: "LOGOUT"})},
-		{"over-long line", []step{{}, {send: `NOOP "` + strings.Repeat("x", 70000) + `"`, differ: forLead("gateway/farewell.go:52 (ErrLineTooLong, issue 14 §1): managesieve-login's words when a line fills its input buffer",
+		{"over-long line", []step{{}, {send: `NOOP "` + strings.Repeat("x", 70000) + `"`, differ: forLead("gateway/farewell.go (ErrLineTooLong, issue 14 §1): managesieve-login's words when a line fills its input buffer",
 			`BYE "Too long command line."`, "<closed>")}}},
 		{"too many failed logins", sieveTLS(
 			step{send: `AUTHENTICATE "PLAIN" ` + sieveString(plainIR("x@example.com", "wrong"))},
