@@ -31,6 +31,7 @@ type Config struct {
 	Director       Director `yaml:"director"`
 	Backend        Backend  `yaml:"backend"`
 	LMTP           LMTP     `yaml:"lmtp"`
+	Doveadm        Doveadm  `yaml:"doveadm"`
 	Sieve          Sieve    `yaml:"sieve"`
 	Limits         Limits   `yaml:"limits"`
 	Log            Log      `yaml:"log"`
@@ -311,6 +312,7 @@ const (
 func (c *Config) applyDefaults() {
 	c.Backend.applyDefaults()
 	c.LMTP.applyDefaults()
+	c.Doveadm.applyDefaults()
 	if c.Director.Store == "" {
 		c.Director.Store = "embedded"
 	}
@@ -400,6 +402,7 @@ func (c *Config) validate() error {
 	}
 	c.Backend.validate(add)
 	c.LMTP.validate(add)
+	c.Doveadm.validate(add, c.Listen)
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		add("tls: cert and key go together")
 	}

@@ -11,7 +11,8 @@ import (
 
 // Listener is one address the gateway accepts clients on.
 type Listener struct {
-	// Protocol is imap, imaps, pop3, pop3s, sieve (ManageSieve) or lmtp.
+	// Protocol is imap, imaps, pop3, pop3s, sieve (ManageSieve), lmtp or
+	// doveadm.
 	Protocol string `yaml:"protocol"`
 	// Address is "IP:port", or the path of a UNIX socket ("/run/...").
 	Address string `yaml:"address"`
@@ -25,7 +26,8 @@ type Listener struct {
 	// refused.
 	HAProxy bool `yaml:"haproxy"`
 	// AllowNetworks limits who may connect (CIDRs). Default: anyone, but
-	// loopback only for TCP LMTP, which needs no login.
+	// loopback only for TCP LMTP, which needs no login, and for TCP
+	// doveadm, whose password opens every mailbox.
 	AllowNetworks []string `yaml:"allow_networks"`
 
 	allow []netip.Prefix
@@ -40,10 +42,10 @@ var services = map[string]struct {
 	"imap": {"imap", false}, "imaps": {"imap", true},
 	"pop3": {"pop3", false}, "pop3s": {"pop3", true},
 	"sieve": {"sieve", false}, "managesieve": {"sieve", false},
-	"lmtp": {"lmtp", false},
+	"lmtp": {"lmtp", false}, "doveadm": {"doveadm", false},
 }
 
-// Service returns imap, pop3, sieve or lmtp.
+// Service returns imap, pop3, sieve, lmtp or doveadm.
 func (l *Listener) Service() string { return services[l.Protocol].service }
 
 // Unix reports whether the listener is a UNIX socket.
@@ -69,14 +71,14 @@ func (l *Listener) applyDefaults(haveCert bool) {
 	if l.Mode == "" {
 		l.Mode = "0660"
 	}
-	if l.AllowNetworks == nil && l.Service() == "lmtp" && !l.Unix() {
+	if l.AllowNetworks == nil && (l.Service() == "lmtp" || l.Service() == "doveadm") && !l.Unix() {
 		l.AllowNetworks = []string{"127.0.0.0/8", "::1"}
 	}
 }
 
 func (l *Listener) validate(add func(string, ...any), i int, tls TLS) {
 	if _, ok := services[l.Protocol]; !ok {
-		add("listen[%d]: unknown protocol %q (known: imap, imaps, pop3, pop3s, sieve, lmtp)", i, l.Protocol)
+		add("listen[%d]: unknown protocol %q (known: imap, imaps, pop3, pop3s, sieve, lmtp, doveadm)", i, l.Protocol)
 	}
 	if l.Unix() {
 		if l.HAProxy {

@@ -17,6 +17,7 @@ import (
 	"github.com/maildirector/maildirector/config"
 	"github.com/maildirector/maildirector/director"
 	"github.com/maildirector/maildirector/gateway"
+	"github.com/maildirector/maildirector/gateway/doveadm"
 	"github.com/maildirector/maildirector/gateway/imap"
 	"github.com/maildirector/maildirector/gateway/lmtp"
 	"github.com/maildirector/maildirector/gateway/pop3"
@@ -234,6 +235,9 @@ func buildFront(cfg *config.Config, log *slog.Logger, sh shared) (*front, error)
 	for ip, h := range cfg.Backend.Hosts {
 		pipeline.HostPorts[ip] = h.Ports.Map()
 	}
+	// doveadm commands go to the backends' doveadm port (a passdb port
+	// field still wins, as in Dovecot's doveadm proxy).
+	pipeline.Ports["doveadm"] = cfg.Doveadm.Port
 	registry := sh.registry
 	handlers := map[string]gateway.Handler{
 		"sieve": &sieve.Server{
@@ -273,6 +277,11 @@ func buildFront(cfg *config.Config, log *slog.Logger, sh shared) (*front, error)
 		MaxMessageSize:     int64(cfg.LMTP.MaxMessageSize),
 		Timeout:            cfg.LMTP.Timeout,
 		MaxBadCommands:     cfg.Limits.MaxBadCommands,
+	}
+	handlers["doveadm"] = &doveadm.Server{
+		Pipeline: pipeline,
+		Lookup:   adb.Passdb,
+		Password: cfg.Doveadm.Password,
 	}
 	f := &front{
 		pipeline: pipeline,

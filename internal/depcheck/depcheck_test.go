@@ -36,6 +36,7 @@ var allowed = map[string][]string{
 	"gateway/pop3":             {"gateway", "mechs", "auth"},
 	"gateway/sieve":            {"gateway", "mechs", "auth"},
 	"gateway/lmtp":             {"gateway", "auth", "director"},
+	"gateway/doveadm":          {"gateway", "auth"},
 	"admin":                    {"director", "auth"},
 	"metrics":                  {"auth", "director", "director/health", "gateway"},
 	"statuspage":               {},
