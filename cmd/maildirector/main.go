@@ -47,6 +47,9 @@ commands:
   director move [-c FILE] [-t TAG] USER HOST
   director tag [-c FILE] HOST TAG   put HOST in backend group TAG ("" for none);
                          its users are moved away first
+  director diff [-c FILE] [--json] --dovecot SOCKET [USERS-FILE|-]
+                         compare a live Dovecot 2.3 Director's placements (its
+                         director-admin socket) with this cluster's; exit 1 on differences
 
 The lookup tools exit 0 for OK, 1 when the databases said no, 75 when one
 could not answer (temporary), 70 on an internal failure, 2 on usage errors.
@@ -88,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "director":
 		if len(args) > 1 {
 			switch args[1] {
+			case "diff":
+				return cmdDirectorDiff(args[2:], stdout, stderr)
 			case "status", "add", "update", "up", "down", "remove", "flush", "drain", "undrain", "kick", "move", "tag":
 				return cmdDirectorHosts(args[1], args[2:], stdout, stderr)
 			}
