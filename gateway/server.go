@@ -462,11 +462,12 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connSt
 		}
 		c, peer, local, lbTLS = conn, info.remote, info.local, info.tls
 	}
-	// LMTP clients are MTAs delivering, not logins waiting: they are not
-	// bounded with them (and an LMTP transaction is never cut for room).
+	// LMTP clients are MTAs delivering and doveadm clients administrators,
+	// not logins waiting: they are not bounded with them (and an LMTP
+	// transaction or a doveadm command is never cut for room).
 	var entry *preloginEntry
 	table := s.prelogin
-	if l.Protocol != "lmtp" && table != nil {
+	if l.Protocol != "lmtp" && l.Protocol != "doveadm" && table != nil {
 		if entry = table.admit(c, peer.Addr()); entry == nil {
 			log.Debug("connection refused: pre-login connections full, none idle to make room")
 			return

@@ -54,10 +54,8 @@ func FuzzParseFields(f *testing.F) {
 }
 
 // FuzzUsernameFilter compares username_filter matching with a reference
-// written as a dynamic program. wildcardMatch backtracks: its time grows
-// like len(user) to the power of the number of "*", so the inputs are kept
-// to a few stars and short names here (in production, a filter with
-// many stars makes long login names slow to check).
+// written as a dynamic program. wildcardMatch keeps one backtrack point,
+// so long names and many stars are checked as fast as short ones.
 func FuzzUsernameFilter(f *testing.F) {
 	for _, s := range []struct{ filter, user string }{
 		{"*@example.org", "alice@example.org"},
@@ -66,20 +64,16 @@ func FuzzUsernameFilter(f *testing.F) {
 		{"a?c*", "abc"},
 		{"**?", ""},
 		{"*a*a*b", "aaaaaaaaaaaaaaaa"},
+		{"*a*a*a*a*a*a*b", strings.Repeat("a", 400)}, // seconds with a recursive matcher
 		{"!", ""},
 	} {
 		f.Add(s.filter, s.user)
 	}
 	f.Fuzz(func(t *testing.T, filter, user string) {
-		if len(user) > 32 || len(filter) > 64 || strings.Count(filter, "*") > 6 {
+		if len(user) > 512 || len(filter) > 256 {
 			return
 		}
 		patterns := strings.Fields(filter)
-		for _, p := range patterns {
-			if strings.Count(p, "*") > 3 {
-				return
-			}
-		}
 		negMatched, hasPositive, posMatched := false, false, false
 		for _, p := range patterns {
 			if neg, ok := strings.CutPrefix(p, "!"); ok {

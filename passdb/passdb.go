@@ -187,26 +187,29 @@ func usernameMatches(filter []string, user string) bool {
 
 // wildcardMatch matches s against a pattern with * and ?.
 func wildcardMatch(pattern, s string) bool {
-	for len(pattern) > 0 {
-		switch pattern[0] {
-		case '*':
-			for i := len(s); i >= 0; i-- {
-				if wildcardMatch(pattern[1:], s[i:]) {
-					return true
-				}
-			}
-			return false
-		case '?':
-			if s == "" {
-				return false
-			}
-			pattern, s = pattern[1:], s[1:]
+	// One backtrack point (the last '*'), not recursion: the name comes
+	// from the client, and trying every split for every '*' would let a
+	// long name against a pattern with several '*' take seconds.
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
+			p++
+			i++
+		case star >= 0:
+			// Let the last '*' take one more byte and try again.
+			mark++
+			p, i = star+1, mark
 		default:
-			if s == "" || pattern[0] != s[0] {
-				return false
-			}
-			pattern, s = pattern[1:], s[1:]
+			return false
 		}
 	}
-	return s == ""
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
 }
