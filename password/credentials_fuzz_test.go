@@ -117,10 +117,13 @@ func FuzzGenerate(f *testing.F) {
 		other := plain + "x"
 		if plain != "" {
 			other = string(plain[0]^1) + plain[1:]
-		} else if scheme == "PLAIN-TRUNC" {
-			// "0-": a password truncated to nothing, which every
-			// password starts with (Dovecot's reading too).
-			return
+		}
+		if scheme == "PLAIN-TRUNC" {
+			// A generated value was not truncated: a longer password
+			// that starts with it must not match either.
+			if ok, _ := Verify(h, plain+"x", p); ok {
+				t.Fatalf("Verify(%q, %q) = true: a generated PLAIN-TRUNC matches by prefix", h, plain+"x")
+			}
 		}
 		if ok, err := Verify(h, other, p); ok || err != nil {
 			t.Fatalf("Verify(%q, %q) = %v, %v for a value made for %q", h, other, ok, err, plain)

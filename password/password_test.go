@@ -267,7 +267,7 @@ func TestGenerateDefaults(t *testing.T) {
 		{"ARGON2ID", 0, "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$"},
 		{"ARGON2ID", 2, "{ARGON2ID}$argon2id$v=19$m=65536,t=2,p=1$"},
 		{"OTP", 0, "{OTP}sha1 1024 "},
-		{"PLAIN-TRUNC", 0, "{PLAIN-TRUNC}1-x"},
+		{"PLAIN-TRUNC", 0, "{PLAIN-TRUNC}2-x"},
 	}
 	for _, tt := range tests {
 		h, err := Generate(tt.scheme, "x", Params{Rounds: tt.rounds})

@@ -37,7 +37,10 @@ func verifyPlainTrunc(raw []byte, plain string, _ Params) (bool, error) {
 
 // generatePlainTrunc writes "<length>-<password>". doveadm 2.3.19 writes the
 // bare password, which its own verify then refuses; we write the form that
-// verifies.
+// verifies. The length is the truncation limit, one more than the
+// password: it was not truncated, so only the whole password matches
+// (with the password's own length, any password starting with it would,
+// and with an empty one, every password).
 func generatePlainTrunc(plain string, _ Params) ([]byte, error) {
-	return []byte(strconv.Itoa(len(plain)) + "-" + plain), nil
+	return []byte(strconv.Itoa(len(plain)+1) + "-" + plain), nil
 }
