@@ -85,8 +85,9 @@ func (ir *idReader) skipLine() error {
 	}
 }
 
-// element reads one string or NIL (nil, true). Atoms are taken as
-// strings, as Dovecot's parser does for ID keys.
+// element reads one string or NIL (nil, true). An atom other than NIL is
+// refused, as imap-login takes only strings as keys and strings or NIL as
+// values.
 func (ir *idReader) element() (s []byte, isNil bool, err error) {
 	b, err := ir.peek()
 	if err != nil {
@@ -151,7 +152,7 @@ func (ir *idReader) element() (s []byte, isNil bool, err error) {
 	if strings.EqualFold(string(out), "NIL") {
 		return nil, true, nil
 	}
-	return out, false, nil
+	return nil, false, errIDParams
 }
 
 // literal reads {n} or {n+}, CRLF, then n bytes (asking for them with a
@@ -248,10 +249,18 @@ func (ss *session) readID(rest []byte, more bool) (params map[string]string, err
 			}
 		}
 	}()
-	if !ir.expect(' ') {
-		return nil, &syntaxError{msg: "Error in IMAP command ID: Invalid arguments.", tagged: true}
-	}
 	b, err := ir.peek()
+	if err != nil {
+		return nil, err
+	}
+	if b == '\r' || b == '\n' {
+		// ID without arguments: imap-login answers it like ID NIL.
+		return map[string]string{}, ir.eol()
+	}
+	if !ir.expect(' ') {
+		return nil, errIDParams
+	}
+	b, err = ir.peek()
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +284,9 @@ func (ss *session) readID(rest []byte, more bool) (params map[string]string, err
 		}
 		if c == ')' {
 			ir.readByte()
-			return params, ir.eol()
+			// What follows the list is not looked at (imap-login stops
+			// reading the command there).
+			return params, ir.skipLine()
 		}
 		if !first && !ir.expect(' ') {
 			return nil, errIDParams

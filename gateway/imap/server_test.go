@@ -415,7 +415,8 @@ func TestBadSyntax(t *testing.T) {
 		// else is "Invalid ID parameters".
 		{"a1 ID ((((()))))", "a1 BAD Invalid ID parameters"},
 		{"a1 ID (", "a1 BAD Invalid ID parameters"},
-		{"a1 ID", "a1 BAD Error in IMAP command ID: Invalid arguments."},
+		{`a1 ID (name "v")`, "a1 BAD Invalid ID parameters"},
+		{`a1 ID ("k" v)`, "a1 BAD Invalid ID parameters"},
 		{"a1 ID foo", "a1 BAD Invalid ID parameters"},
 		{`a1 ID (("a") "b")`, "a1 BAD Invalid ID parameters"},
 		{`a1 ID ("a" ("b"))`, "a1 BAD Invalid ID parameters"},
@@ -449,6 +450,8 @@ func TestIDResponse(t *testing.T) {
 	// What Dovecot takes, we take: a key without a value, long values,
 	// more than RFC 2971's 30 pairs.
 	c.Do(`a4 ID ("name")`, `* ID ("name" "maildirector")`, "a4 OK ID completed.")
+	c.Do(`a41 ID`, `* ID ("name" "maildirector")`, "a41 OK ID completed.")
+	c.Do(`a42 ID ("a" "b") x`, `* ID ("name" "maildirector")`, "a42 OK ID completed.")
 	c.Do(`a5 ID ("k" "`+strings.Repeat("v", 4000)+`")`, `* ID ("name" "maildirector")`, "a5 OK ID completed.")
 	c.Do("a6 ID ("+strings.Repeat(`"k" "v" `, 30)+`"k" "v")`, `* ID ("name" "maildirector")`, "a6 OK ID completed.")
 	// A long ID (about 30 KiB, 200 fields: some clients and test suites
