@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
@@ -44,54 +42,24 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 			}
 		}
 	}
-	started := time.Now()
-	ex := mechs.Begin(m, ss.srv.Pipeline.MechInfo(ctx, ss.c, "imap"))
-	for {
-		challenge, done, err := ex.Next(resp)
-		if errors.Is(err, mechs.ErrMalformed) {
-			// To Dovecot a message the mechanism cannot read (PLAIN
-			// without its NULs, an empty one) is a failed login.
-			return false, ss.refuse(cmd.tag, "NO [AUTHENTICATIONFAILED] Authentication failed.")
-		}
-		if err != nil {
-			// The mechanism's lookup could not be made: a failure like
-			// any other login's, not a reason to hang up.
-			return false, ss.fail(cmd.tag, ex.Outcome().User, started, err)
-		}
-		if done {
-			break
-		}
-		if err := ss.c.Printf("+ %s", base64.StdEncoding.EncodeToString(challenge)); err != nil {
-			return false, err
-		}
-		line, err := ss.c.ReadLine()
-		if err != nil {
-			ss.srv.Pipeline.LoginVerdict(ss.c, "imap", ex.Outcome().User, "", started, fmt.Errorf("%w: %v", gateway.ErrAborted, err))
-			return false, err
-		}
-		if string(line) == "*" {
-			ss.srv.Pipeline.LoginVerdict(ss.c, "imap", ex.Outcome().User, "", started, gateway.ErrAborted)
-			// RFC 9051 6.2.2: a cancelled exchange is rejected with BAD.
-			return false, ss.bad(cmd.tag, "Authentication aborted by client.")
-		}
-		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
-			// Dovecot 2.3.19 (Debian's security backports) ends the
-			// exchange as a failed login with this alert.
-			return false, ss.refuse(cmd.tag, "NO [ALERT] Invalid base64 in response")
-		}
+	o, err := ss.SASL(ctx, m, resp, gateway.PlusWire{C: ss.c}, tagged(cmd.tag))
+	switch {
+	case err == nil:
+		return ss.proxyLogin(ctx, cmd.tag, m.Name, o)
+	case errors.Is(err, gateway.ErrUnreadable):
+		// To Dovecot a message the mechanism cannot read (PLAIN without
+		// its NULs, an empty one) is a failed login.
+		return false, ss.RefuseLogin("", cmd.tag+" NO [AUTHENTICATIONFAILED] Authentication failed.")
+	case errors.Is(err, gateway.ErrCancelled):
+		// RFC 9051 6.2.2: a cancelled exchange is rejected with BAD.
+		return false, ss.bad(cmd.tag, "Authentication aborted by client.")
+	case errors.Is(err, gateway.ErrResponseBase64):
+		// Dovecot 2.3.19 (Debian's security backports) ends the exchange
+		// as a failed login with this alert.
+		return false, ss.RefuseLogin("", cmd.tag+" NO [ALERT] Invalid base64 in response")
 	}
-	return ss.proxyLogin(ctx, cmd.tag, m.Name, ex.Outcome())
-}
-
-// refuse ends a SASL exchange the client botched with reply, a failed
-// login to Dovecot, and counts it like one.
-func (ss *session) refuse(tag, reply string) error {
-	ss.authFailures++
-	if err := ss.c.Printf("%s %s", tag, reply); err != nil {
-		return err
+	if done, aerr := gateway.Answered(err); done {
+		return false, aerr
 	}
-	if ss.authFailures >= ss.srv.MaxAuthFailures {
-		return errTooManyAuthFailures
-	}
-	return nil
+	return false, err
 }

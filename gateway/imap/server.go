@@ -29,32 +29,20 @@ const preLoginCaps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+"
 
 // session is one client's pre-login state.
 type session struct {
-	srv          *Server
-	c            *gateway.ClientConn
-	authFailures int
-	badCommands  int
+	gateway.Flow
+	srv *Server
+	c   *gateway.ClientConn
 }
 
 // Serve implements gateway.Handler.
 func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
-	ss := &session{srv: s, c: c}
+	ss := &session{srv: s, c: c, Flow: gateway.Flow{C: c, Pipeline: s.Pipeline, Registry: s.Registry, Service: "imap",
+		MaxAuthFailures: s.MaxAuthFailures, MaxBadCommands: s.MaxBadCommands, HangUpBeforeLastBad: true}}
 	greeting := s.Greeting
 	if greeting == "" {
 		greeting = "maildirector ready."
 	}
-	if c.Printf("* OK [CAPABILITY %s] %s", ss.capabilities(), greeting) != nil {
-		return
-	}
-	for {
-		done, err := ss.next(ctx)
-		if done {
-			return
-		}
-		if err != nil {
-			ss.disconnect(err)
-			return
-		}
-	}
+	gateway.Serve(ctx, func() error { return c.Printf("* OK [CAPABILITY %s] %s", ss.capabilities(), greeting) }, ss.next, ss.disconnect)
 }
 
 // disconnect tells the client why it is being disconnected, when it can
@@ -62,12 +50,6 @@ func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
 func (ss *session) disconnect(err error) {
 	gateway.Disconnect(ss.c, err, func(text string) { ss.c.Printf("* BYE %s", text) }, "Too many invalid IMAP commands.")
 }
-
-// The protocol's names for the shared hang-up reasons.
-var (
-	errTooManyBad          = gateway.ErrTooManyBad
-	errTooManyAuthFailures = gateway.ErrTooManyAuthFailures
-)
 
 func (ss *session) capabilities() string {
 	var b strings.Builder
@@ -136,11 +118,7 @@ func (ss *session) next(ctx context.Context) (done bool, err error) {
 
 // bad answers BAD and counts it; too many end the connection.
 func (ss *session) bad(tag, msg string) error {
-	ss.badCommands++
-	if ss.badCommands >= ss.srv.MaxBadCommands {
-		return errTooManyBad
-	}
-	return ss.c.Printf("%s BAD %s", tag, msg)
+	return ss.Invalid(func() error { return ss.c.Printf("%s BAD %s", tag, msg) })
 }
 
 // literal implements lineSource: a synchronizing literal gets its

@@ -6,9 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"strings"
-	"time"
 
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
@@ -45,41 +43,24 @@ func (ss *session) auth(ctx context.Context, cmd *command) (bool, error) {
 			}
 		}
 	}
-	started := time.Now()
-	ex := mechs.Begin(m, ss.srv.Pipeline.MechInfo(ctx, ss.c, "pop3"))
-	for {
-		challenge, done, err := ex.Next(resp)
-		if errors.Is(err, mechs.ErrMalformed) {
-			// To Dovecot a message the mechanism cannot read (PLAIN
-			// without its NULs, an empty one) is a failed login.
-			return false, ss.refuse(replyAuthFailed)
-		}
-		if err != nil {
-			// The mechanism's lookup could not be made: a failure like
-			// any other login's, not a reason to hang up.
-			return false, ss.fail(ex.Outcome().User, started, err)
-		}
-		if done {
-			break
-		}
-		if err := ss.c.Printf("+ %s", base64.StdEncoding.EncodeToString(challenge)); err != nil {
-			return false, err
-		}
-		line, err := ss.c.ReadLine()
-		if err != nil {
-			ss.srv.Pipeline.LoginVerdict(ss.c, "pop3", ex.Outcome().User, "", started, fmt.Errorf("%w: %v", gateway.ErrAborted, err))
-			return false, err
-		}
-		if string(line) == "*" {
-			ss.srv.Pipeline.LoginVerdict(ss.c, "pop3", ex.Outcome().User, "", started, gateway.ErrAborted)
-			// RFC 5034 4: a cancelled exchange is rejected with -ERR.
-			return false, ss.bad("Authentication aborted by client.")
-		}
-		if resp, err = base64.StdEncoding.DecodeString(string(line)); err != nil {
-			// Dovecot 2.3.19 (Debian's security backports) ends the
-			// exchange as a failed login with these words.
-			return false, ss.refuse("-ERR [AUTH] Invalid base64 in response")
-		}
+	o, err := ss.SASL(ctx, m, resp, gateway.PlusWire{C: ss.c}, failLine)
+	switch {
+	case err == nil:
+		return ss.proxyLogin(ctx, m.Name, o)
+	case errors.Is(err, gateway.ErrUnreadable):
+		// To Dovecot a message the mechanism cannot read (PLAIN without
+		// its NULs, an empty one) is a failed login.
+		return false, ss.RefuseLogin("", replyAuthFailed)
+	case errors.Is(err, gateway.ErrCancelled):
+		// RFC 5034 4: a cancelled exchange is rejected with -ERR.
+		return false, ss.bad("Authentication aborted by client.")
+	case errors.Is(err, gateway.ErrResponseBase64):
+		// Dovecot 2.3.19 (Debian's security backports) ends the exchange
+		// as a failed login with these words.
+		return false, ss.RefuseLogin("", "-ERR [AUTH] Invalid base64 in response")
 	}
-	return ss.proxyLogin(ctx, m.Name, ex.Outcome())
+	if done, aerr := gateway.Answered(err); done {
+		return false, aerr
+	}
+	return false, err
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
@@ -43,7 +42,7 @@ func (ss *session) pass(ctx context.Context, cmd *command) (bool, error) {
 	if user == "" {
 		// No passdb knows the empty name: a failed login, without
 		// asking one.
-		return false, ss.refuse(replyAuthFailed)
+		return false, ss.RefuseLogin(user, replyAuthFailed)
 	}
 	return ss.proxyLogin(ctx, "", mechs.Outcome{User: user, Password: cmd.args})
 }
@@ -52,34 +51,15 @@ func (ss *session) pass(ctx context.Context, cmd *command) (bool, error) {
 // the client +OK only after the backend accepted the login.
 func (ss *session) proxyLogin(ctx context.Context, mech string, o mechs.Outcome) (bool, error) {
 	c := ss.c
-	user := ss.srv.Pipeline.LogUser(c, "pop3", mech, o)
-	start := time.Now()
-	t, b, okLine, err := ss.srv.Pipeline.Login(ctx, c, "pop3", mech, o,
+	method := mech
+	if method == "" {
+		method = "USER/PASS"
+	}
+	return ss.Login(ctx, mech, o,
 		func(ctx context.Context, b *gateway.BackendConn, t *gateway.Target) (string, error) {
 			return backendLogin(ctx, b, c, t, ss.srv.Pipeline)
-		})
-	if err != nil {
-		return false, ss.fail(user, start, err)
-	}
-	defer t.Release()
-	if mech == "" {
-		mech = "USER/PASS"
-	}
-	ss.srv.Pipeline.Proxy(c, t, b, ss.srv.Registry, "pop3", mech, start, func() error { return c.Printf("%s", okLine) })
-	return true, nil
-}
-
-// refuse answers a login that fails before any passdb is asked (an empty
-// name, a SASL message the mechanism cannot read) and counts it.
-func (ss *session) refuse(line string) error {
-	ss.authFailures++
-	if err := ss.c.Printf("%s", line); err != nil {
-		return err
-	}
-	if ss.authFailures >= ss.srv.MaxAuthFailures {
-		return errTooManyAuthFailures
-	}
-	return nil
+		},
+		func(ok string) string { return ok }, failLine, method)
 }
 
 // Fixed replies to failed logins (RFC 2449 8 and RFC 3206 response codes,
@@ -90,47 +70,34 @@ const (
 	replyInternal   = "-ERR [SYS/PERM] Internal error occurred. Refer to server log for more information."
 )
 
-// fail renders a failed login (ARCHITECTURE decision 6: fixed wire texts,
-// details to the log) and counts it. Only a definitive "no" gets [AUTH]:
-// RFC 3206 reserves it for credentials, never for "try again later".
-func (ss *session) fail(user string, started time.Time, err error) error {
-	ss.srv.Pipeline.LoginVerdict(ss.c, "pop3", user, "", started, err)
-	var line string
+// failLine renders a failed login (ARCHITECTURE decision 6: fixed wire
+// texts, details to the log). Only a definitive "no" gets [AUTH]: RFC
+// 3206 reserves it for credentials, never for "try again later".
+func failLine(outcome gateway.Outcome, reason string, err error) string {
 	var inUse *inUseError
-	outcome, reason := gateway.OutcomeOf(err)
 	switch {
 	case errors.As(err, &inUse):
 		// The backend's mailbox is locked by another session (Dovecot's
 		// pop3_lock_session, mail_max_userip_connections): temporary, and
 		// its own words tell the client what to do.
-		line = "-ERR " + gateway.OneLine(inUse.text)
+		return "-ERR " + gateway.OneLine(inUse.text)
 	case outcome == gateway.OutcomeAuthFailed:
-		line = replyAuthFailed
+		return replyAuthFailed
 	case outcome == gateway.OutcomeDisabled:
-		line = replyAuthFailed
 		if reason = gateway.OneLine(reason); reason != "" {
 			// A reason with its own response code keeps it.
 			if strings.HasPrefix(reason, "[") {
-				line = "-ERR " + reason
-			} else {
-				line = "-ERR [AUTH] " + reason
+				return "-ERR " + reason
 			}
+			return "-ERR [AUTH] " + reason
 		}
+		return replyAuthFailed
 	case outcome == gateway.OutcomeTempFail:
-		line = replyTempFail
+		return replyTempFail
 	case outcome == gateway.OutcomeLimit:
 		// Dovecot's pop3-login answers a limit as a temporary failure,
 		// in the limit's own words.
-		line = "-ERR [SYS/TEMP] " + gateway.OneLine(reason)
-	default:
-		line = replyInternal
+		return "-ERR [SYS/TEMP] " + gateway.OneLine(reason)
 	}
-	ss.authFailures++
-	if err := ss.c.Printf("%s", line); err != nil {
-		return err
-	}
-	if ss.authFailures >= ss.srv.MaxAuthFailures {
-		return errTooManyAuthFailures
-	}
-	return nil
+	return replyInternal
 }

@@ -27,20 +27,20 @@ type Server struct {
 // (RFC 2449 6); the client asks the backend again after login.
 var preLoginCaps = []string{"CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"}
 
-// session is one client's pre-login state.
+// session is one client's pre-login state: the shared flow, and the
+// name a USER command gave, for the PASS that follows.
 type session struct {
-	srv          *Server
-	c            *gateway.ClientConn
-	authFailures int
-	badCommands  int
-	// user is the name a USER command gave, for the PASS that follows.
+	gateway.Flow
+	srv     *Server
+	c       *gateway.ClientConn
 	user    string
 	hasUser bool
 }
 
 // Serve implements gateway.Handler.
 func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
-	ss := &session{srv: s, c: c}
+	ss := &session{srv: s, c: c, Flow: gateway.Flow{C: c, Pipeline: s.Pipeline, Registry: s.Registry, Service: "pop3",
+		MaxAuthFailures: s.MaxAuthFailures, MaxBadCommands: s.MaxBadCommands}}
 	greeting := s.Greeting
 	if greeting == "" {
 		greeting = "maildirector ready."
@@ -50,19 +50,7 @@ func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
 		// it may forward the client's address with XCLIENT.
 		greeting = "[XCLIENT] " + greeting
 	}
-	if c.Printf("+OK %s", greeting) != nil {
-		return
-	}
-	for {
-		done, err := ss.next(ctx)
-		if done {
-			return
-		}
-		if err != nil {
-			ss.disconnect(err)
-			return
-		}
-	}
+	gateway.Serve(ctx, func() error { return c.Printf("+OK %s", greeting) }, ss.next, ss.disconnect)
 }
 
 // disconnect tells the client why it is being disconnected, when it can
@@ -71,12 +59,6 @@ func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
 func (ss *session) disconnect(err error) {
 	gateway.Disconnect(ss.c, err, func(text string) { ss.c.Printf("-ERR %s", text) }, "Too many invalid bad commands.")
 }
-
-// The protocol's names for the shared hang-up reasons.
-var (
-	errTooManyBad          = gateway.ErrTooManyBad
-	errTooManyAuthFailures = gateway.ErrTooManyAuthFailures
-)
 
 // mechanisms returns the SASL mechanisms offered now.
 func (ss *session) mechanisms() []string {
@@ -149,12 +131,5 @@ func (ss *session) next(ctx context.Context) (done bool, err error) {
 // bad answers -ERR to an invalid command and counts it; too many end the
 // connection, after the answer, as pop3-login does.
 func (ss *session) bad(msg string) error {
-	ss.badCommands++
-	if err := ss.c.Printf("-ERR %s", msg); err != nil {
-		return err
-	}
-	if ss.badCommands >= ss.srv.MaxBadCommands {
-		return errTooManyBad
-	}
-	return nil
+	return ss.Invalid(func() error { return ss.c.Printf("-ERR %s", msg) })
 }

@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/maildirector/maildirector/gateway"
 	"github.com/maildirector/maildirector/mechs"
@@ -47,41 +45,26 @@ func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error)
 			return false, ss.bad("Invalid base64 data in initial response")
 		}
 	}
-	started := time.Now()
-	ex := mechs.Begin(m, ss.srv.Pipeline.MechInfo(ctx, ss.c, "sieve"))
-	for {
-		challenge, done, err := ex.Next(resp)
-		if errors.Is(err, mechs.ErrMalformed) {
-			// To Dovecot a message the mechanism cannot read (PLAIN
-			// without its NULs, an empty one) is a failed login.
-			return false, ss.refuse(textAuthFailed)
-		}
-		if err != nil {
-			// The mechanism's lookup could not be made: a failure like
-			// any other login's, not a reason to hang up.
-			return false, ss.fail(ex.Outcome().User, started, err)
-		}
-		if done {
-			break
-		}
-		if err := ss.c.Printf("%s", quote(base64.StdEncoding.EncodeToString(challenge))); err != nil {
-			return false, err
-		}
-		if resp, err = ss.clientResponse(); err != nil {
-			var se *syntaxError
-			if errors.As(err, &se) && se.msg == msgAborted || !errors.As(err, &se) {
-				ss.srv.Pipeline.LoginVerdict(ss.c, "sieve", ex.Outcome().User, "", started, fmt.Errorf("%w: %v", gateway.ErrAborted, err))
-			}
-			if errors.Is(err, errResponseBase64) {
-				return false, ss.refuse(`NO "Invalid base64 in response"`)
-			}
-			if errors.As(err, &se) {
-				return false, ss.bad(se.msg)
-			}
-			return false, err
-		}
+	o, err := ss.SASL(ctx, m, resp, wire{ss}, failLine)
+	var se *syntaxError
+	switch {
+	case err == nil:
+		return ss.proxyLogin(ctx, m.Name, o)
+	case errors.Is(err, gateway.ErrUnreadable):
+		// To Dovecot a message the mechanism cannot read (PLAIN without
+		// its NULs, an empty one) is a failed login.
+		return false, ss.RefuseLogin("", textAuthFailed)
+	case errors.Is(err, gateway.ErrCancelled):
+		return false, ss.bad(msgAborted)
+	case errors.Is(err, errResponseBase64):
+		return false, ss.RefuseLogin("", `NO "Invalid base64 in response"`)
+	case errors.As(err, &se):
+		return false, ss.bad(se.msg)
 	}
-	return ss.proxyLogin(ctx, m.Name, ex.Outcome())
+	if done, aerr := gateway.Answered(err); done {
+		return false, aerr
+	}
+	return false, err
 }
 
 const msgAborted = "Authentication aborted by client."
@@ -89,20 +72,17 @@ const msgAborted = "Authentication aborted by client."
 // errResponseBase64: a client response that is not base64. Dovecot
 // 2.3.19 (Debian's security backports) ends the exchange as a failed
 // login.
-var errResponseBase64 = &syntaxError{msg: "Invalid base64 in response"}
+var errResponseBase64 = &gateway.ClientMistake{Err: errors.New("invalid base64 in response")}
 
-// refuse answers a SASL exchange the client botched with line, a failed
-// login to Dovecot, and counts it like one.
-func (ss *session) refuse(line string) error {
-	ss.authFailures++
-	if err := ss.c.Printf("%s", line); err != nil {
-		return err
-	}
-	if ss.authFailures >= ss.srv.MaxAuthFailures {
-		return errTooManyAuthFailures
-	}
-	return nil
+// wire carries SASL in ManageSieve (RFC 5804 2.1): challenges are quoted
+// base64 strings; the client answers with a string, or "*".
+type wire struct{ ss *session }
+
+func (w wire) Challenge(data []byte) error {
+	return w.ss.c.Printf("%s", quote(base64.StdEncoding.EncodeToString(data)))
 }
+
+func (w wire) Response() ([]byte, error) { return w.ss.clientResponse() }
 
 // clientResponse reads the client's answer to a challenge: one string of
 // base64. The string "*" aborts the exchange (RFC 5804 2.1).
@@ -112,21 +92,21 @@ func (ss *session) clientResponse() ([]byte, error) {
 		return nil, err
 	}
 	if len(line) == 0 {
-		return nil, &syntaxError{msg: "Received empty AUTHENTICATE client response line."}
+		return nil, &gateway.ClientMistake{Err: &syntaxError{msg: "Received empty AUTHENTICATE client response line."}}
 	}
 	args, err := parseArgs(line, ss, ss.c.MaxLiteral())
 	if err != nil {
 		var se *syntaxError
 		if errors.As(err, &se) {
-			return nil, &syntaxError{msg: "Invalid AUTHENTICATE client response."}
+			return nil, &gateway.ClientMistake{Err: &syntaxError{msg: "Invalid AUTHENTICATE client response."}}
 		}
 		return nil, err
 	}
 	if len(args) != 1 || args[0].kind != argString {
-		return nil, &syntaxError{msg: "Invalid AUTHENTICATE client response."}
+		return nil, &gateway.ClientMistake{Err: &syntaxError{msg: "Invalid AUTHENTICATE client response."}}
 	}
 	if args[0].s == "*" {
-		return nil, &syntaxError{msg: msgAborted}
+		return nil, gateway.ErrCancelled
 	}
 	resp, err := base64.StdEncoding.AppendDecode([]byte{}, []byte(args[0].s))
 	if err != nil {

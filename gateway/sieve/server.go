@@ -48,30 +48,20 @@ func orDefault(s, def string) string {
 
 // session is one client's pre-login state.
 type session struct {
-	srv          *Server
-	c            *gateway.ClientConn
-	authFailures int
-	badCommands  int
+	gateway.Flow
+	srv *Server
+	c   *gateway.ClientConn
 }
 
 // Serve implements gateway.Handler. The greeting is the capability list
 // and an OK (RFC 5804 1.7).
 func (s *Server) Serve(ctx context.Context, c *gateway.ClientConn) {
-	ss := &session{srv: s, c: c}
-	ss.writeCapabilities()
-	if c.Printf("OK %s", quote(orDefault(s.Greeting, "maildirector ready."))) != nil {
-		return
-	}
-	for {
-		done, err := ss.next(ctx)
-		if done {
-			return
-		}
-		if err != nil {
-			ss.disconnect(err)
-			return
-		}
-	}
+	ss := &session{srv: s, c: c, Flow: gateway.Flow{C: c, Pipeline: s.Pipeline, Registry: s.Registry, Service: "sieve",
+		MaxAuthFailures: s.MaxAuthFailures, MaxBadCommands: s.MaxBadCommands, HangUpBeforeLastBad: true}}
+	gateway.Serve(ctx, func() error {
+		ss.writeCapabilities()
+		return c.Printf("OK %s", quote(orDefault(s.Greeting, "maildirector ready.")))
+	}, ss.next, ss.disconnect)
 }
 
 // writeCapabilities queues the capability lines (RFC 5804 1.7), in
@@ -159,18 +149,8 @@ func (ss *session) noop(cmd *command) error {
 // bad answers NO to an invalid command and counts it; too many end the
 // connection.
 func (ss *session) bad(msg string) error {
-	ss.badCommands++
-	if ss.badCommands >= ss.srv.MaxBadCommands {
-		return errTooManyBad
-	}
-	return ss.c.Printf("NO %s", quote(msg))
+	return ss.Invalid(func() error { return ss.c.Printf("NO %s", quote(msg)) })
 }
-
-// The protocol's names for the shared hang-up reasons.
-var (
-	errTooManyBad          = gateway.ErrTooManyBad
-	errTooManyAuthFailures = gateway.ErrTooManyAuthFailures
-)
 
 // disconnect tells the client why it is being disconnected, when it can
 // still hear it, and logs it.
