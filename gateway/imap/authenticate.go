@@ -14,23 +14,28 @@ import (
 // authenticate runs AUTHENTICATE mechanism [initial-response]
 // (RFC 9051 6.2.2, SASL-IR RFC 4959).
 func (ss *session) authenticate(ctx context.Context, cmd *command) (bool, error) {
-	if len(cmd.args) < 1 || len(cmd.args) > 2 || cmd.args[0].kind != argAtom {
-		return false, ss.bad(cmd.tag, "Error in IMAP command AUTHENTICATE: Invalid arguments.")
+	if len(cmd.args) < 1 {
+		return false, ss.bad(cmd.tag, errCommand)
 	}
+	// imap-login takes the mechanism up to the first space, quotes and
+	// all: a quoted name is no mechanism it knows.
 	m, ok := mechs.Lookup(ss.srv.Mechs, cmd.args[0].s)
-	if !ok || (m.NeedsTLS && !ss.c.TLS) {
+	if cmd.args[0].kind != argAtom || !ok || (m.NeedsTLS && !ss.c.TLS) {
 		// imap-login shows the auth server's refusal as an alert.
 		return false, ss.c.Printf("%s NO [ALERT] Unsupported authentication mechanism.", cmd.tag)
 	}
 	if m.Plaintext && !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext authentication refused on an insecure connection", "method", m.Name)
-		return false, ss.c.Printf("%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", cmd.tag)
+		// The auth server's words (sasl-server.c), not LOGIN's.
+		return false, ss.c.Printf("%s NO [PRIVACYREQUIRED] Plaintext authentication disabled.", cmd.tag)
 	}
 	var resp []byte // nil: no initial response
-	if len(cmd.args) == 2 {
+	if len(cmd.args) >= 2 {
+		// imap-login takes the rest of the line as the initial
+		// response: more than one argument is no base64.
 		ir, ok := cmd.args[1].astring()
-		if !ok {
-			return false, ss.bad(cmd.tag, "Error in IMAP command AUTHENTICATE: Invalid arguments.")
+		if !ok || len(cmd.args) > 2 {
+			return false, ss.bad(cmd.tag, "Invalid base64 data in initial response")
 		}
 		if ir == "=" { // RFC 4959: "=" is an empty initial response
 			resp = []byte{}

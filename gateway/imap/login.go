@@ -13,15 +13,19 @@ import (
 // login runs LOGIN user password (RFC 9051 6.2.3).
 func (ss *session) login(ctx context.Context, cmd *command) (bool, error) {
 	if len(cmd.args) != 2 {
-		return false, ss.bad(cmd.tag, "Error in IMAP command LOGIN: Invalid arguments.")
+		return false, ss.bad(cmd.tag, errCommand)
 	}
-	user, ok1 := cmd.args[0].astring()
-	pass, ok2 := cmd.args[1].astring()
+	// imap-login reads both as strings: NIL is the name "NIL".
+	user, ok1 := cmd.args[0].loginString()
+	pass, ok2 := cmd.args[1].loginString()
 	if !ok1 || !ok2 {
-		return false, ss.bad(cmd.tag, "Error in IMAP command LOGIN: Invalid arguments.")
+		return false, ss.bad(cmd.tag, errCommand)
 	}
 	if !ss.c.PlaintextAllowed() {
 		ss.c.Log.Info("plaintext login refused on an insecure connection")
+		// imap-login's warning first: the password has crossed the
+		// network in the clear already.
+		ss.c.Printf("* BAD [ALERT] Plaintext authentication not allowed without SSL/TLS, but your client did it anyway. If anyone was listening, the password was exposed.")
 		return false, ss.c.Printf("%s NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", cmd.tag)
 	}
 	return ss.proxyLogin(ctx, cmd.tag, "", mechs.Outcome{User: user, Password: pass})

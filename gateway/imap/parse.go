@@ -37,6 +37,18 @@ func (a arg) astring() (string, bool) {
 	return "", false
 }
 
+// loginString returns the argument as LOGIN takes it: an astring, or
+// NIL as the name "NIL" (imap-login reads it as a string).
+func (a arg) loginString() (string, bool) {
+	if a.kind == argNil {
+		return "NIL", true
+	}
+	return a.astring()
+}
+
+// errCommand is imap-login's answer to a command it cannot read.
+const errCommand = "Error in IMAP command received by server."
+
 type command struct {
 	tag  string
 	name string // upper case

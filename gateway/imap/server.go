@@ -108,6 +108,11 @@ func (ss *session) next(ctx context.Context) (done bool, err error) {
 		return true, nil
 	case "STARTTLS":
 		return false, ss.starttls(cmd)
+	case "ENABLE":
+		// imap-login's answer: extensions are enabled after login, by
+		// the client asking the backend.
+		ss.c.Printf("* ENABLED")
+		return false, ss.c.Printf("%s OK ENABLE ignored in non-authenticated state.", cmd.tag)
 	case "LOGIN":
 		return ss.login(ctx, cmd)
 	case "AUTHENTICATE":

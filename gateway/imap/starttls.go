@@ -6,10 +6,8 @@ import "errors"
 
 // starttls runs STARTTLS (RFC 9051 6.2.1). After the handshake the client
 // must ask for capabilities again; nothing it sent before survives.
+// Arguments are not looked at, as imap-login does not.
 func (ss *session) starttls(cmd *command) error {
-	if len(cmd.args) != 0 {
-		return ss.bad(cmd.tag, "Error in IMAP command STARTTLS: Unexpected arguments.")
-	}
 	if ss.c.TLS {
 		return ss.bad(cmd.tag, "TLS is already active.")
 	}

@@ -61,7 +61,7 @@ func TestStartTLSSecures(t *testing.T) {
 	e := start(t, withTLS(gateway.TLSStartTLS, srvCfg))
 	c := e.dial("127.0.0.2")
 	c.Expect("* OK [CAPABILITY " + preCaps + " STARTTLS LOGINDISABLED] maildirector ready.")
-	c.Do("a1 LOGIN bob secret", "a1 "+privacyRequired)
+	c.Do("a1 LOGIN bob secret", plaintextAlert, "a1 "+privacyRequired)
 	c.starttls("a2", cliCfg)
 	c.Do("a3 CAPABILITY", "* CAPABILITY "+preCaps+" AUTH=PLAIN AUTH=LOGIN", "a3 OK ...")
 	c.Do("a4 AUTHENTICATE PLAIN "+b64("\x00bob\x00secret"), "a4 "+fakeOK)
