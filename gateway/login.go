@@ -5,6 +5,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,7 @@ func (p *Pipeline) MechInfo(ctx context.Context, c *ClientConn, service string) 
 	if tc, ok := c.Conn().(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		info.TLS = &st
+		info.ServerCert = presentedCert(c.Listener.TLSConfig, st.ServerName)
 	}
 	info.Request = func(user, authzid string) *auth.Request {
 		return c.Request(service, "", mechs.Outcome{User: user, AuthzID: authzid})
@@ -181,4 +183,32 @@ func (p *Pipeline) Proxy(c *ClientConn, t *Target, b *BackendConn, reg *Registry
 	in, out := Relay(c, b, sess, reg)
 	p.Obs().Relayed(service, in, out)
 	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
+}
+
+// presentedCert returns the leaf certificate (DER) the gateway presented
+// to a client that asked for name (SNI), for tls-server-end-point
+// channel binding: Go picks the first certificate that fits the client's
+// hello, or the first one; with the hello gone, the first whose names
+// match stands for it (exact for the usual single certificate and for
+// SNI certificates of distinct names).
+func presentedCert(cfg *tls.Config, name string) []byte {
+	if cfg == nil || len(cfg.Certificates) == 0 {
+		return nil
+	}
+	if name != "" && len(cfg.Certificates) > 1 {
+		for i := range cfg.Certificates {
+			c := &cfg.Certificates[i]
+			leaf := c.Leaf
+			if leaf == nil && len(c.Certificate) > 0 {
+				leaf, _ = x509.ParseCertificate(c.Certificate[0])
+			}
+			if leaf != nil && leaf.VerifyHostname(name) == nil {
+				return c.Certificate[0]
+			}
+		}
+	}
+	if len(cfg.Certificates[0].Certificate) == 0 {
+		return nil
+	}
+	return cfg.Certificates[0].Certificate[0]
 }

@@ -110,7 +110,7 @@ func FuzzSCRAMPlus(f *testing.F) {
 			j := bytes.IndexByte(first[i+1:], ',')
 			gs2 := string(first[:i+1+j+1])
 			cbName := string(first[2:i])
-			data, ok := channelBinding(info.TLS, cbName)
+			data, ok := channelBinding(info.TLS, info.ServerCert, cbName)
 			if !ok {
 				t.Fatalf("%q taken without a %s binding", first, cbName)
 			}
@@ -160,7 +160,7 @@ func FuzzSCRAMPlus(f *testing.F) {
 // the other connection (TLS 1.3) has none of that type (tls-unique), a
 // made-up one of tls-unique's length.
 func otherBinding(cbName string) string {
-	if data, ok := channelBinding(fuzzConns.other13, cbName); ok {
+	if data, ok := channelBinding(fuzzConns.other13, nil, cbName); ok {
 		return string(data)
 	}
 	return "\x00" + strings.Repeat("x", 11)

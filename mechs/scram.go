@@ -140,7 +140,7 @@ func (s *scram) clientFirst(msg []byte) ([]byte, bool, error) {
 		// mechanism list (a downgrade).
 		return s.fail(auth.StatusPasswordMismatch)
 	case s.plus:
-		data, ok := channelBinding(s.info.TLS, cf.cbName)
+		data, ok := channelBinding(s.info.TLS, s.info.ServerCert, cf.cbName)
 		if !ok {
 			return s.fail(auth.StatusPasswordMismatch)
 		}

@@ -81,6 +81,16 @@ func TestSCRAMPlus(t *testing.T) {
 		t.Fatal("no tls-unique on TLS 1.2")
 	}
 	db := scramUsers(t, "SCRAM-SHA-256", "SCRAM-SHA-1")
+	endPoint := func(cs *tls.ConnectionState) xscram.ChannelBinding {
+		cb, err := xscram.NewTLSServerEndpointBinding(cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cb
+	}
+	// The certificate each server presented, as the gateway finds it
+	// (each connection here has its own).
+	certOf := map[*tls.ConnectionState][]byte{srv13: cli13.PeerCertificates[0].Raw, srv12: cli12.PeerCertificates[0].Raw}
 	for _, tc := range []struct {
 		name string
 		srv  *tls.ConnectionState
@@ -88,6 +98,9 @@ func TestSCRAMPlus(t *testing.T) {
 		want auth.Status
 	}{
 		{"TLS 1.3 tls-exporter", srv13, exporterBinding(t, cli13), auth.StatusOK},
+		// RFC 5929 4.1, the client side computed by xdg-go/scram.
+		{"TLS 1.3 tls-server-end-point", srv13, endPoint(cli13), auth.StatusOK},
+		{"TLS 1.2 tls-server-end-point", srv12, endPoint(cli12), auth.StatusOK},
 		{"TLS 1.2 tls-unique", srv12, xscram.NewTLSUniqueBinding(cli12.TLSUnique), auth.StatusOK},
 		{"TLS 1.2 (EMS) tls-exporter", srv12, exporterBinding(t, cli12), auth.StatusOK},
 		// The client binds to another connection: a man in the middle
@@ -98,7 +111,7 @@ func TestSCRAMPlus(t *testing.T) {
 	} {
 		for _, h := range []string{"SHA-1", "SHA-256"} {
 			info := stubInfo(db)
-			info.TLS = tc.srv
+			info.TLS, info.ServerCert = tc.srv, certOf[tc.srv]
 			s := NewSCRAM(h, true, info)
 			conv := newSCRAMClient(t, h, "plain", "secret", "").NewConversationWithChannelBinding(tc.cb)
 			r := runSCRAM(t, s, conv)
@@ -121,7 +134,7 @@ func TestSCRAMPlus(t *testing.T) {
 		first string
 	}{
 		{"tls-unique on TLS 1.3", srv13, "p=tls-unique,,n=plain,r=abc"},
-		{"tls-server-end-point", srv13, "p=tls-server-end-point,,n=plain,r=abc"},
+		{"tls-server-end-point, the certificate not known", srv13, "p=tls-server-end-point,,n=plain,r=abc"},
 		{"unknown type", srv12, "p=x-made-up,,n=plain,r=abc"},
 		{"cleartext", nil, "p=tls-exporter,,n=plain,r=abc"},
 		{"state without a handshake", &tls.ConnectionState{}, "p=tls-exporter,,n=plain,r=abc"},
@@ -136,7 +149,7 @@ func TestSCRAMPlus(t *testing.T) {
 		}
 	}
 	// A hand-made state claiming a finished handshake has no exporter.
-	if _, ok := channelBinding(&tls.ConnectionState{HandshakeComplete: true, Version: tls.VersionTLS13}, "tls-exporter"); ok {
+	if _, ok := channelBinding(&tls.ConnectionState{HandshakeComplete: true, Version: tls.VersionTLS13}, nil, "tls-exporter"); ok {
 		t.Error("exporter of a hand-made state")
 	}
 }

@@ -31,6 +31,10 @@ type Info struct {
 	// mechanisms take their channel binding from it (RFC 9266
 	// tls-exporter; RFC 5929 tls-unique for TLS 1.2).
 	TLS *tls.ConnectionState
+	// ServerCert is the certificate the gateway presented on that
+	// connection (DER), for RFC 5929 tls-server-end-point; nil when not
+	// known.
+	ServerCert []byte
 	// Verifier looks users up; Request builds the lookup's request for a
 	// user (with the client's address and session) — both nil for the
 	// plaintext mechanisms, which leave checking to the caller.
