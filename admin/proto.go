@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/maildirector/maildirector/internal/tabesc"
 )
 
 // Dovecot 2.3's director-admin protocol (src/director/doveadm-connection.c,
@@ -25,62 +27,10 @@ const maxLine = 8192
 // TabUnescape undoes Dovecot's tab escaping (str_tabunescape): \001
 // followed by 0, 1, t, r or n stands for NUL, \001, tab, CR or LF; before
 // any other byte it stands for that byte; at the end it is dropped.
-func TabUnescape(s string) string {
-	if !strings.Contains(s, "\001") {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\001' {
-			b.WriteByte(c)
-			continue
-		}
-		i++
-		if i == len(s) {
-			break
-		}
-		switch s[i] {
-		case '0':
-			b.WriteByte(0)
-		case '1':
-			b.WriteByte('\001')
-		case 't':
-			b.WriteByte('\t')
-		case 'r':
-			b.WriteByte('\r')
-		case 'n':
-			b.WriteByte('\n')
-		default:
-			b.WriteByte(s[i])
-		}
-	}
-	return b.String()
-}
+func TabUnescape(s string) string { return tabesc.Unescape(s) }
 
 // tabEscape is Dovecot's str_tabescape.
-func tabEscape(s string) string {
-	if !strings.ContainsAny(s, "\001\t\r\n") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\001':
-			b.WriteString("\0011")
-		case '\t':
-			b.WriteString("\001t")
-		case '\r':
-			b.WriteString("\001r")
-		case '\n':
-			b.WriteString("\001n")
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
+func tabEscape(s string) string { return tabesc.Escape(s) }
 
 // splitTabEscaped is Dovecot's t_strsplit_tabescaped: an empty line has
 // no fields at all.

@@ -5,6 +5,8 @@ package doveadm
 import (
 	"strconv"
 	"strings"
+
+	"github.com/maildirector/maildirector/internal/tabesc"
 )
 
 // Version lines. minor 1 brought the multiplexed output with its log
@@ -68,68 +70,11 @@ func allDigits(s string) bool {
 	return true
 }
 
-// escape tab-escapes a field (Dovecot's str_append_tabescaped): NUL, \001,
-// tab, CR and LF become \001 followed by 0, 1, t, r, n.
-func escape(s string) string {
-	if !strings.ContainsAny(s, "\x00\x01\t\r\n") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case 0:
-			b.WriteString("\x010")
-		case 1:
-			b.WriteString("\x011")
-		case '\t':
-			b.WriteString("\x01t")
-		case '\r':
-			b.WriteString("\x01r")
-		case '\n':
-			b.WriteString("\x01n")
-		default:
-			b.WriteByte(s[i])
-		}
-	}
-	return b.String()
-}
-
-// unescape undoes escape the way Dovecot's str_tabunescape reads it: an
-// unknown escape stands for the character itself, and a \001 at the end is
-// dropped.
-func unescape(s string) string {
-	i := strings.IndexByte(s, 1)
-	if i < 0 {
-		return s
-	}
-	var b strings.Builder
-	b.WriteString(s[:i])
-	for ; i < len(s); i++ {
-		if s[i] != 1 {
-			b.WriteByte(s[i])
-			continue
-		}
-		i++
-		if i == len(s) {
-			break
-		}
-		switch s[i] {
-		case '0':
-			b.WriteByte(0)
-		case '1':
-			b.WriteByte(1)
-		case 't':
-			b.WriteByte('\t')
-		case 'r':
-			b.WriteByte('\r')
-		case 'n':
-			b.WriteByte('\n')
-		default:
-			b.WriteByte(s[i])
-		}
-	}
-	return b.String()
-}
+// escape and unescape are Dovecot's tab escaping of fields.
+var (
+	escape   = tabesc.Escape
+	unescape = tabesc.Unescape
+)
 
 // splitLine splits a command line into its unescaped fields. An empty line
 // has none (t_strsplit_tabescaped).
