@@ -180,6 +180,10 @@ func (p *Pipeline) Proxy(c *ClientConn, t *Target, b *BackendConn, reg *Registry
 		return
 	}
 	p.LoginVerdict(c, service, t.Account, t.Addr(), started, nil, slog.String("method", method), slog.String("route", t.Route))
+	// Only a whole login resets the penalty, not a passdb's yes: with
+	// nopassword the backend checks the password, and an attacker's
+	// every try would pass the passdb.
+	p.Penalty.Succeeded(c.Remote.Addr())
 	in, out := Relay(c, b, sess, reg)
 	p.Obs().Relayed(service, in, out)
 	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))

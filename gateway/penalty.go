@@ -98,6 +98,18 @@ func (p *Penalty) Failed(a netip.Addr) {
 	e.last = now
 }
 
+// Succeeded forgets a's failures after a login from it succeeded, as
+// Dovecot resets its auth penalty on success: a user who mistyped a
+// password and then got in is not slowed down for the next hour.
+func (p *Penalty) Succeeded(a netip.Addr) {
+	if p == nil || p.Max <= 0 || p.exempt(a) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, penaltyKey(a))
+}
+
 // sleep waits d or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

@@ -55,3 +55,26 @@ func TestPenaltyIPv6Per48(t *testing.T) {
 		t.Fatal("nil penalty waits")
 	}
 }
+
+// TestPenaltySucceededForgets: a login that got in resets its address's
+// penalty, as Dovecot's does; other addresses keep theirs.
+func TestPenaltySucceededForgets(t *testing.T) {
+	p := &Penalty{Max: 15 * time.Second}
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")
+	for range 3 {
+		p.Failed(a)
+		p.Failed(b)
+	}
+	if p.Wait(a) == 0 || p.Wait(b) == 0 {
+		t.Fatal("no penalty after failures")
+	}
+	p.Succeeded(a)
+	if w := p.Wait(a); w != 0 {
+		t.Errorf("penalty %v after a successful login", w)
+	}
+	if p.Wait(b) == 0 {
+		t.Error("another address was forgiven")
+	}
+	var nilPenalty *Penalty
+	nilPenalty.Succeeded(a) // no penalty configured: nothing to do
+}
