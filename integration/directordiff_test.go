@@ -7,9 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/maildirector/maildirector/integration/harness"
 )
@@ -165,5 +168,55 @@ func TestDirectorDiff(t *testing.T) {
 	out, _ = diff(usersFile)
 	if !strings.Contains(out, "200 users compared, 1 placed differently, 0 backend differences") {
 		t.Fatalf("after maildirector director update: \n%s", out)
+	}
+}
+
+// TestConfigImportRoutesLikeTheDirector: a Dovecot 2.3 Director's own
+// dovecot.conf, imported with `maildirector config import` and served as
+// it comes out (only the listener and the data directory set for the
+// test), places 300 users exactly where that running Director does.
+func TestConfigImportRoutesLikeTheDirector(t *testing.T) {
+	e := startBackends(t, []string{"127.0.0.73", "127.0.0.74", "127.0.0.75"}, 0)
+	dd := startDovecotDirector(t, "127.0.0.73 127.0.0.74-127.0.0.75")
+	bin := gatewayBinary(t)
+	out, err := exec.Command(bin, "config", "import", dd.conf).Output()
+	if err != nil {
+		t.Fatalf("config import: %v", err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(out, &cfg); err != nil {
+		t.Fatalf("imported YAML: %v\n%s", err, out)
+	}
+	port, err := harness.FreePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cfg["listen"] = []any{map[string]any{"protocol": "imap", "address": addr}}
+	dir, _ := cfg["director"].(map[string]any)
+	if dir == nil {
+		t.Fatalf("no director section imported:\n%s", out)
+	}
+	dir["data_dir"] = shortTempDir(t)
+	conf, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwDir := filepath.Join(e.dir, "imported")
+	os.MkdirAll(gwDir, 0o755)
+	gw, err := harness.StartGateway(bin, gwDir, string(conf), addr)
+	if err != nil {
+		t.Fatalf("serving the imported configuration: %v\n%s", err, conf)
+	}
+	t.Cleanup(gw.Stop)
+	usersFile := filepath.Join(gwDir, "users.txt")
+	var names []string
+	for i := range 300 {
+		names = append(names, userName(i))
+	}
+	os.WriteFile(usersFile, []byte(strings.Join(names, "\n")+"\n"), 0o644)
+	res, err := exec.Command(bin, "director", "diff", "-c", gw.Conf, "--dovecot", dd.socket, usersFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(res), "300 users compared, 0 placed differently, 0 backend differences") {
+		t.Fatalf("director diff against the Director the configuration came from: %v\n%s\nimported configuration:\n%s", err, res, conf)
 	}
 }
