@@ -46,15 +46,20 @@ type idReader struct {
 	r    *bufio.Reader
 	ss   *session
 	max  int // longest element
+	// atEOL: the last byte read ended a line, so a refused command has
+	// no more of its line to drop (the client may be waiting for us).
+	atEOL bool
 }
 
-func (ir *idReader) readByte() (byte, error) {
+func (ir *idReader) readByte() (b byte, err error) {
 	if len(ir.head) > 0 {
-		b := ir.head[0]
+		b = ir.head[0]
 		ir.head = ir.head[1:]
-		return b, nil
+	} else if b, err = ir.r.ReadByte(); err != nil {
+		return 0, err
 	}
-	return ir.r.ReadByte()
+	ir.atEOL = b == '\n'
+	return b, nil
 }
 
 func (ir *idReader) peek() (byte, error) {
@@ -74,6 +79,9 @@ var errIDParams = &syntaxError{msg: "Invalid ID parameters", tagged: true}
 // skipLine drops the rest of a refused command's line (bounded by the
 // login deadline, not by memory: nothing is kept).
 func (ir *idReader) skipLine() error {
+	if ir.atEOL {
+		return nil
+	}
 	for {
 		b, err := ir.readByte()
 		if err != nil {
@@ -168,7 +176,7 @@ func (ir *idReader) literal() ([]byte, bool, error) {
 		if c == '}' {
 			break
 		}
-		if len(spec) > 11 {
+		if len(spec) > 11 || c == '\r' || c == '\n' {
 			return nil, false, errIDParams
 		}
 		spec = append(spec, c)
@@ -203,6 +211,11 @@ func (ir *idReader) literal() ([]byte, bool, error) {
 	ir.head = ir.head[k:]
 	if _, err := io.ReadFull(ir.r, out[k:]); err != nil {
 		return nil, false, err
+	}
+	// The command goes on after the literal, on the same logical line.
+	ir.atEOL = false
+	if bytes.IndexByte(out, 0) >= 0 {
+		return nil, false, errGarbage
 	}
 	return out, false, nil
 }

@@ -485,6 +485,16 @@ func TestIDResponse(t *testing.T) {
 	c.Expect("+ OK")
 	c.Write(`key "value" {5+}` + "\r\n" + "value)\r\n")
 	c.Expect(`* ID ("name" "maildirector")`, "b2 OK ID completed.")
+	// A synchronizing literal over the limit is refused at once: the
+	// client waits for our answer before sending anything more.
+	c2 := e.connect()
+	c2.Write("b21 ID (\"k\" {100000}\r\n")
+	c2.Expect("b21 BAD Error in IMAP command: Literal too large (max 8192).")
+	c2.Do("b22 NOOP", "b22 OK NOOP completed.")
+	// A refused ID whose line ended with a bare LF loses no more than it.
+	c2.Write("b23 ID (\"k\" \"v\"\n")
+	c2.Expect("b23 BAD Invalid ID parameters")
+	c2.Do("b24 NOOP", "b24 OK NOOP completed.")
 	// An element over the line limit is too long, as in Dovecot.
 	c.Do(`b3 ID ("k" "`+strings.Repeat("v", 9000)+`")`, "* BYE Too long command line.")
 }
