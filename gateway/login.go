@@ -76,10 +76,18 @@ func (p *Pipeline) Login(ctx context.Context, c *ClientConn, service, mech strin
 		ctx, cancel = context.WithDeadline(ctx, c.deadline)
 		defer cancel()
 	}
+	req := c.Request(service, mech, o)
+	if !o.Checked && o.Token == "" {
+		// An address that keeps failing waits before it may try again
+		// (a wait, not work: the connection stays evictable meanwhile).
+		if err := p.penaltyWait(ctx, req); err != nil {
+			return nil, nil, "", err
+		}
+	}
 	// From here the login is being worked on: the pre-login bounds do
 	// not take this connection to make room.
-	defer c.loginStart()()
-	req := c.Request(service, mech, o)
+	ctx, done := c.loginStart(ctx)
+	defer done()
 	if c.TTL <= 1 {
 		return nil, nil, "", auth.Internal("proxy", errors.New("proxying loops: TTL reached zero"))
 	}

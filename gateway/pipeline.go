@@ -182,16 +182,6 @@ type Pipeline struct {
 // Authenticate runs the passdb chain for req and decides the backend. On
 // success the caller owns the Target and must Release it.
 func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target, error) {
-	// An address that keeps failing waits before it may try again.
-	if wait := p.Penalty.Wait(req.Remote.Addr()); wait > 0 {
-		p.Obs().Penalized()
-		if p.Log != nil {
-			p.Log.Info("auth penalty", "service", req.Service, "session", req.Session, "rip", req.Remote.Addr().String(), "wait", wait)
-		}
-		if err := sleep(ctx, wait); err != nil {
-			return nil, auth.Temporary("auth penalty", err)
-		}
-	}
 	res, err := p.Passdb.Verify(ctx, req)
 	if err != nil {
 		return nil, err
@@ -204,6 +194,23 @@ func (p *Pipeline) Authenticate(ctx context.Context, req *auth.Request) (*Target
 		return nil, err
 	}
 	return p.Route(ctx, req, res)
+}
+
+// penaltyWait makes a login from an address that keeps failing wait
+// before it is tried.
+func (p *Pipeline) penaltyWait(ctx context.Context, req *auth.Request) error {
+	wait := p.Penalty.Wait(req.Remote.Addr())
+	if wait <= 0 {
+		return nil
+	}
+	p.Obs().Penalized()
+	if p.Log != nil {
+		p.Log.Info("auth penalty", "service", req.Service, "session", req.Session, "rip", req.Remote.Addr().String(), "wait", wait)
+	}
+	if err := sleep(ctx, wait); err != nil {
+		return auth.Temporary("auth penalty", err)
+	}
+	return nil
 }
 
 // checkLimits applies max_userip_connections.
@@ -242,6 +249,7 @@ func (p *Pipeline) LoginFailed(ctx context.Context, req *auth.Request, user, rea
 		return
 	}
 	p.Penalty.Failed(req.Remote.Addr())
+	loginIdle(ctx)
 	sleep(ctx, p.Penalty.Delay)
 }
 

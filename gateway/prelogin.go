@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"sort"
@@ -69,12 +70,14 @@ func (t *preloginTable) admit(conn net.Conn, ip netip.Addr) *preloginEntry {
 	e := &preloginEntry{conn: conn, ip: ip, at: now}
 	var victims []*preloginEntry
 	t.mu.Lock()
-	if t.perIP > 0 && !contains(t.exempt, ip) && len(t.byIP[ip]) >= t.perIP {
+	// A UNIX socket's clients have no address (they are local, and
+	// trusted like Dovecot's): no bound per address for them.
+	if t.perIP > 0 && ip.IsValid() && !contains(t.exempt, ip) && len(t.byIP[ip]) >= t.perIP {
 		v := t.oldestIdleLocked(ip)
 		if v == nil {
-			t.mu.Unlock()
-			t.refused.Add(1)
-			return nil
+			// Every one of them is logging in (or waiting out its
+			// failed-login delay): the address pays with its oldest.
+			v = t.byIP[ip][0]
 		}
 		victims = append(victims, v)
 		t.removeLocked(v)
@@ -152,12 +155,18 @@ const evictionSample = 16
 // busiestIdleLocked picks the connection to close for room: among a
 // sample of addresses, the oldest idle connection of the one with the
 // most connections that sat longer than staleAfter; when none sat that
-// long, the oldest idle one of the sample.
+// long, the oldest idle one of the sample. When every sampled connection
+// is logging in (a credential-stuffing run keeps its connections busy),
+// the oldest of the sampled address with the most connections goes, if
+// it has more than one: otherwise such a run could hold every place.
 func (t *preloginTable) busiestIdleLocked(now time.Time) *preloginEntry {
-	var best, oldest *preloginEntry
-	bestN, seen := 0, 0
+	var best, oldest, crowded *preloginEntry
+	bestN, crowdedN, seen := 0, 1, 0
 	cut := now.Add(-t.staleAfter)
 	for _, list := range t.byIP {
+		if len(list) > crowdedN {
+			crowded, crowdedN = list[0], len(list)
+		}
 		var first *preloginEntry
 		for _, e := range list {
 			if !e.busy.Load() {
@@ -165,25 +174,27 @@ func (t *preloginTable) busiestIdleLocked(now time.Time) *preloginEntry {
 				break
 			}
 		}
-		if first == nil {
-			continue
-		}
-		// Entries are in admission order: the stale ones come first.
-		n := sort.Search(len(list), func(i int) bool { return list[i].at.After(cut) })
-		if oldest == nil || first.at.Before(oldest.at) {
-			oldest = first
-		}
-		if n > bestN || (n == bestN && n > 0 && first.at.Before(best.at)) {
-			best, bestN = first, n
+		if first != nil {
+			// Entries are in admission order: the stale ones come first.
+			n := sort.Search(len(list), func(i int) bool { return list[i].at.After(cut) })
+			if oldest == nil || first.at.Before(oldest.at) {
+				oldest = first
+			}
+			if n > bestN || (n == bestN && n > 0 && first.at.Before(best.at)) {
+				best, bestN = first, n
+			}
 		}
 		if seen++; seen == evictionSample {
 			break
 		}
 	}
-	if best != nil {
+	switch {
+	case best != nil:
 		return best
+	case oldest != nil:
+		return oldest
 	}
-	return oldest
+	return crowded
 }
 
 // PreloginStats are the pre-login bounds' counters.
@@ -209,14 +220,27 @@ func (s *Server) PreloginStats() PreloginStats {
 }
 
 // loginStart marks the connection's login in progress (not evictable)
-// until the returned func is called.
-func (c *ClientConn) loginStart() (done func()) {
+// until the returned func is called; ctx carries the way back to idle
+// for a wait on the way (the failed-login delay), which holds no work
+// worth keeping.
+func (c *ClientConn) loginStart(ctx context.Context) (context.Context, func()) {
 	if c.plEntry == nil {
-		return func() {}
+		return ctx, func() {}
 	}
 	e := c.plEntry
 	e.busy.Store(true)
-	return func() { e.busy.Store(false) }
+	idle := func() { e.busy.Store(false) }
+	return context.WithValue(ctx, idleKey{}, idle), idle
+}
+
+type idleKey struct{}
+
+// loginIdle marks the login ctx belongs to as evictable again (before a
+// wait that does no work).
+func loginIdle(ctx context.Context) {
+	if f, ok := ctx.Value(idleKey{}).(func()); ok {
+		f()
+	}
 }
 
 // deadlineFrom is the absolute pre-login deadline of a connection

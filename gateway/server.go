@@ -397,7 +397,13 @@ func (s *Server) accept(ctx context.Context, sock *socket) {
 			c.Close()
 			return
 		}
-		go s.handle(ctx, sock.cur.Load(), c, st, limits)
+		// Counted before the handler runs, so that a reload that swaps
+		// the listener now still sees this connection as the old
+		// generation's (and keeps its databases open for it).
+		l := sock.cur.Load()
+		l.sock.prelogin.Add(1)
+		l.using.Add(1)
+		go s.handle(ctx, l, c, st, limits)
 	}
 }
 
@@ -417,10 +423,8 @@ func (s *Server) track(c net.Conn) (*connState, Limits) {
 
 func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connState, limits Limits) {
 	defer s.wg.Done()
-	// The connection counts as pre-login until its ClientConn leaves
-	// that state (a relayed session) or it ends.
-	l.sock.prelogin.Add(1)
-	l.using.Add(1)
+	// The connection counts as pre-login (counted by accept) until its
+	// ClientConn leaves that state (a relayed session) or it ends.
 	var cc *ClientConn
 	defer func() {
 		if cc == nil {
