@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -77,7 +78,10 @@ func cmdDirectorDiff(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	ctx, cancel := toolContext()
+	// A site's whole user list goes through one connection: give it
+	// time (a lookup is a few microseconds; a million users a minute or
+	// two).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	dc, err := admin.DialDirector(ctx, *sock)
 	if err != nil {
