@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -327,4 +328,27 @@ func TestApplySwapsCertificate(t *testing.T) {
 		t.Error("new connection did not get the new certificate")
 	}
 	old.echo("gen1", "still here")
+}
+
+// TestApplyRefusesMovingAUnixPath: a reload may not give a serving UNIX
+// socket's path to another protocol (binding it would unlink the socket
+// that serves); the socket stays as it was.
+func TestApplyRefusesMovingAUnixPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	h := genHandler{gen: "gen1"}
+	srv := &Server{Listeners: []*Listener{{Protocol: "lmtp", Address: path, Handler: h}}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(context.Background())
+	defer srv.Close()
+	err := srv.Apply([]*Listener{{Protocol: "sieve", Address: path, Handler: genHandler{gen: "gen2"}}}, Limits{})
+	if err == nil || !strings.Contains(err.Error(), "needs a restart") {
+		t.Fatalf("Apply moved a UNIX path to another protocol: %v", err)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("the serving socket is gone: %v", err)
+	}
+	c.Close()
 }

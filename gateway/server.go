@@ -253,6 +253,16 @@ func (s *Server) bindLocked(ls []*Listener) (map[string]*socket, error) {
 			out[k] = old
 			continue
 		}
+		if l.unix() {
+			// A path a running listener of another protocol serves:
+			// binding it would unlink that listener's socket file.
+			for ok, old := range s.sockets {
+				if old.ln.Addr().String() == l.Address {
+					closeSockets(fresh)
+					return nil, fmt.Errorf("listen %s %s: the socket serves %s now; changing its protocol needs a restart", l.Protocol, l.Address, strings.Fields(ok)[0])
+				}
+			}
+		}
 		ln, err := listen(l)
 		if err != nil {
 			closeSockets(fresh)
