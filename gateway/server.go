@@ -294,6 +294,11 @@ func (s *Server) Apply(ls []*Listener, limits Limits) error {
 	if s.closed {
 		return errors.New("server is shut down")
 	}
+	if s.stopped == nil {
+		// A reload that comes through the admin doors while serve is
+		// still starting: Start binds the configuration it was given.
+		return errors.New("server is not started yet; reload again")
+	}
 	bound, err := s.bindLocked(ls)
 	if err != nil {
 		return err

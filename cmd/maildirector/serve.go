@@ -118,10 +118,6 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "maildirector: director store: %v\n", err)
 		return 1
 	}
-	if err := a.server.Start(); err != nil {
-		fmt.Fprintf(stderr, "maildirector: %v\n", err)
-		return 1
-	}
 	defer func() { a.current().auth.Close() }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -138,6 +134,14 @@ func cmdServe(args []string, stderr io.Writer) int {
 	adminWait, err := a.admin.start(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		return 1
+	}
+	// The mail listeners last: once a client can connect, the admin
+	// doors (metrics, the status page, reload) answer too.
+	if err := a.server.Start(); err != nil {
+		fmt.Fprintf(stderr, "maildirector: %v\n", err)
+		stop()
+		adminWait()
 		return 1
 	}
 	a.setSources(hr.checker())
