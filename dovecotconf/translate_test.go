@@ -168,35 +168,6 @@ func collectKeys(n *yaml.Node, prefix string, seen map[string]bool) {
 	}
 }
 
-// TestLabDirectorConfigs imports every Director configuration the compose
-// lab (../lab) holds, once it exists: each must translate into YAML that
-// loads. testdata/cases/lab is the hand-checked copy with expected output.
-func TestLabDirectorConfigs(t *testing.T) {
-	var found []string
-	_ = filepath.WalkDir("../lab", func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".conf") {
-			return nil
-		}
-		if data, err := os.ReadFile(p); err == nil && bytes.Contains(data, []byte("director_mail_servers")) {
-			found = append(found, p)
-		}
-		return nil
-	})
-	if len(found) == 0 {
-		t.Skip("no Director configuration under ../lab")
-	}
-	for _, p := range found {
-		res, err := Import(p, Options{}, TranslateOptions{})
-		if err != nil {
-			t.Errorf("%s: %v", p, err)
-			continue
-		}
-		if _, err := config.Parse(res.YAML); err != nil {
-			t.Errorf("%s: the translation does not load: %v\n%s", p, err, res.YAML)
-		}
-	}
-}
-
 // TestCasesAreDovecotConfigs has Dovecot's own doveconf read every case
 // (a copy whose absolute paths point into a temporary directory), so
 // that the cases stay configurations Dovecot 2.3 accepts.
