@@ -402,11 +402,17 @@ func (p *Pipeline) isSelf(host string, port int) bool {
 		return false
 	}
 	a = a.Unmap()
-	self := p.Self
-	if p.SelfAddrs != nil {
-		self = append(self[:len(self):len(self)], p.SelfAddrs()...)
+	if selfIn(p.Self, a, port) {
+		return true
 	}
-	for _, s := range self {
+	// Two looks, not a joined slice: this runs on every login.
+	return p.SelfAddrs != nil && selfIn(p.SelfAddrs(), a, port)
+}
+
+// selfIn reports whether a:port is among addrs (an unspecified address
+// stands for every local one).
+func selfIn(addrs []netip.AddrPort, a netip.Addr, port int) bool {
+	for _, s := range addrs {
 		if s.Port() != uint16(port) {
 			continue
 		}
