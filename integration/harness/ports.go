@@ -7,16 +7,24 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // FreePort returns a TCP port that is free on every one of ips at the
 // moment of asking, so that several backends can share one port number on
 // distinct loopback addresses (the director's ring hashes IPs, not ports).
+//
+// The port is drawn from below the kernel's ephemeral range: a port inside
+// it can be taken, between this check and the child's bind, as the local
+// end of any outgoing connection on the machine (a CI run lost a gateway's
+// IMAP port that way).
 func FreePort(ips ...string) (int, error) {
+	lo, hi := portPool()
 	for try := 0; try < 200; try++ {
-		port := 20000 + rand.IntN(30000)
+		port := lo + rand.IntN(hi-lo)
 		ok := true
 		var held []net.Listener
 		for _, ip := range ips {
@@ -35,6 +43,30 @@ func FreePort(ips ...string) (int, error) {
 		}
 	}
 	return 0, errors.New("no free port found")
+}
+
+// portPool returns [lo, hi): the ports below the ephemeral range
+// (net.ipv4.ip_local_port_range), above the well-known and common service
+// ports. When the range starts too low to leave room, the ports above it.
+func portPool() (lo, hi int) {
+	const floor = 10000
+	ephLo, ephHi := 32768, 60999 // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			a, errA := strconv.Atoi(f[0])
+			z, errZ := strconv.Atoi(f[1])
+			if errA == nil && errZ == nil && a <= z {
+				ephLo, ephHi = a, z
+			}
+		}
+	}
+	if ephLo-floor >= 5000 {
+		return floor, ephLo
+	}
+	if 65535-ephHi >= 2000 {
+		return ephHi + 1, 65536
+	}
+	return floor, 65536 // no room outside it: take the chance
 }
 
 // WaitListening waits until addr accepts TCP connections.
