@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"time"
@@ -91,6 +92,14 @@ func (d *adminDoors) mount(a *app, reload admin.Reloader) {
 	// The page's pattern has no method: every API pattern is more
 	// specific, so it takes only what nothing else does.
 	d.mux.Handle("/", statuspage.Handler())
+	// Go's profiler, behind the same tokens: a site that sees a gateway
+	// use more CPU or memory than it should can take a profile from the
+	// running process (go tool pprof -http : URL) instead of guessing.
+	d.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	d.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	d.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	d.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	d.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	if a.metrics != nil {
 		d.mux.Handle("GET /metrics", a.metrics.Handler())
 		d.mux.HandleFunc("GET /api/v1/activity", func(w http.ResponseWriter, r *http.Request) {
