@@ -17,73 +17,18 @@ import (
 	"github.com/maildirector/maildirector/integration/harness"
 )
 
-// dovecotDirector is a private Dovecot 2.3 Director (no mail, no
-// logins): its ring and its director-admin socket.
-type dovecotDirector struct {
-	conf, socket, dir string
-}
-
 // startDovecotDirector runs Debian's Dovecot as a Director for servers
-// (director_mail_servers), in its own directory, stopped when t ends.
-func startDovecotDirector(t *testing.T, servers string) *dovecotDirector {
+// (director_mail_servers), the ring alone (no mail, no logins), in its own
+// directory, stopped when t ends.
+func startDovecotDirector(t *testing.T, servers string) *harness.Director {
 	t.Helper()
 	requireTools(t, "dovecot", "doveadm")
-	dir := shortTempDir(t)
-	port, err := harness.FreePort("127.0.0.1")
+	d, err := harness.StartDirector(harness.DirectorOptions{Dir: shortTempDir(t), MailServers: servers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &dovecotDirector{conf: filepath.Join(dir, "dovecot.conf"), socket: filepath.Join(dir, "run", "director-admin"), dir: dir}
-	for _, sub := range []string{"run", "state"} {
-		os.MkdirAll(filepath.Join(dir, sub), 0o755)
-	}
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-log_path = %[1]s/dovecot.log
-instance_name = md-director-%[2]d
-protocols =
-listen = 127.0.0.1
-ssl = no
-director_servers = 127.0.0.1:%[2]d
-director_mail_servers = %[3]s
-passdb {
-  driver = static
-  args = nopassword=y
-}
-service director {
-  inet_listener {
-    address = 127.0.0.1
-    port = %[2]d
-  }
-}
-`, dir, port, servers)
-	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// No captured output: the daemon keeps its standard streams, and a
-	// pipe would never close.
-	if err := exec.Command("dovecot", "-c", d.conf).Run(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-		t.Fatalf("dovecot director: %v\n%s", err, log)
-	}
-	t.Cleanup(func() { exec.Command("dovecot", "-c", d.conf, "stop").Run() })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		out, _ := d.doveadm("director", "ring", "status")
-		if strings.Contains(out, "synced") {
-			return d
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Fatalf("director ring never synced: %s\n%s", out, log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (d *dovecotDirector) doveadm(args ...string) (string, error) {
-	out, err := exec.Command("doveadm", append([]string{"-c", d.conf}, args...)...).CombinedOutput()
-	return string(out), err
+	t.Cleanup(d.Stop)
+	return d
 }
 
 // TestDirectorDiff: a Dovecot 2.3 Director and a maildirector gateway
@@ -102,7 +47,7 @@ func TestDirectorDiff(t *testing.T) {
 	}
 	os.WriteFile(usersFile, []byte(strings.Join(names, "\n")+"\n"), 0o644)
 	diff := func(args ...string) (string, int) {
-		cmd := exec.Command(bin, append([]string{"director", "diff", "-c", e.gw.Conf, "--dovecot", dd.socket}, args...)...)
+		cmd := exec.Command(bin, append([]string{"director", "diff", "-c", e.gw.Conf, "--dovecot", dd.Socket}, args...)...)
 		out, err := cmd.CombinedOutput()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -127,7 +72,7 @@ func TestDirectorDiff(t *testing.T) {
 	if e.ringBackend(moved) == other {
 		other = "127.0.0.72"
 	}
-	if o, err := dd.doveadm("director", "move", moved, other); err != nil {
+	if o, err := dd.Doveadm("director", "move", moved, other); err != nil {
 		t.Fatalf("doveadm director move: %v %s", err, o)
 	}
 	out, code = diff(usersFile)
@@ -142,7 +87,7 @@ func TestDirectorDiff(t *testing.T) {
 
 	// A vhost count changed on the Director's side: the backends differ,
 	// and users move with it.
-	if o, err := dd.doveadm("director", "update", "127.0.0.71", "30"); err != nil {
+	if o, err := dd.Doveadm("director", "update", "127.0.0.71", "30"); err != nil {
 		t.Fatalf("doveadm director update: %v %s", err, o)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -179,7 +124,7 @@ func TestConfigImportRoutesLikeTheDirector(t *testing.T) {
 	e := startBackends(t, []string{"127.0.0.73", "127.0.0.74", "127.0.0.75"}, 0)
 	dd := startDovecotDirector(t, "127.0.0.73 127.0.0.74-127.0.0.75")
 	bin := gatewayBinary(t)
-	out, err := exec.Command(bin, "config", "import", dd.conf).Output()
+	out, err := exec.Command(bin, "config", "import", dd.Conf).Output()
 	if err != nil {
 		t.Fatalf("config import: %v", err)
 	}
@@ -215,7 +160,7 @@ func TestConfigImportRoutesLikeTheDirector(t *testing.T) {
 		names = append(names, userName(i))
 	}
 	os.WriteFile(usersFile, []byte(strings.Join(names, "\n")+"\n"), 0o644)
-	res, err := exec.Command(bin, "director", "diff", "-c", gw.Conf, "--dovecot", dd.socket, usersFile).CombinedOutput()
+	res, err := exec.Command(bin, "director", "diff", "-c", gw.Conf, "--dovecot", dd.Socket, usersFile).CombinedOutput()
 	if err != nil || !strings.Contains(string(res), "300 users compared, 0 placed differently, 0 backend differences") {
 		t.Fatalf("director diff against the Director the configuration came from: %v\n%s\nimported configuration:\n%s", err, res, conf)
 	}
