@@ -20,6 +20,12 @@ type Backend struct {
 	// ConnectAttempts is how many times a refused or timed-out connection
 	// is tried before the client gets a temporary failure.
 	ConnectAttempts int `yaml:"connect_attempts"`
+	// WarmConnections is how many plain connections per backend address
+	// are dialled ahead of need, greeting on its way, so that a login
+	// does not wait for the connect and the greeting (0: none; default
+	// 2). Each waits at most 10 s; PROXY headers and ssl=yes backends
+	// are never warmed.
+	WarmConnections *int `yaml:"warm_connections"`
 	// TLSCAFile verifies backends reached with ssl=yes / starttls=yes
 	// (PEM bundle; default: the system's roots).
 	TLSCAFile string `yaml:"tls_ca_file"`
@@ -83,6 +89,10 @@ func (b *Backend) applyDefaults() {
 	if b.ConnectAttempts == 0 {
 		b.ConnectAttempts = DefaultConnectAttempts
 	}
+	if b.WarmConnections == nil {
+		n := DefaultWarmConnections
+		b.WarmConnections = &n
+	}
 }
 
 func (b *Backend) validate(add func(string, ...any)) {
@@ -102,6 +112,9 @@ func (b *Backend) validate(add func(string, ...any)) {
 	}
 	if b.ConnectAttempts < 1 || b.ConnectAttempts > 10 {
 		add("backend.connect_attempts: want 1..10")
+	}
+	if b.WarmConnections != nil && (*b.WarmConnections < 0 || *b.WarmConnections > 64) {
+		add("backend.warm_connections: want 0..64")
 	}
 	if (b.TLSCert == "") != (b.TLSKey == "") {
 		add("backend: tls_cert and tls_key go together")

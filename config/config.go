@@ -299,6 +299,7 @@ func Parse(data []byte) (*Config, error) {
 const (
 	DefaultBackendTimeout  = 30 * time.Second // login_proxy_timeout
 	DefaultConnectAttempts = 3                // tries before [UNAVAILABLE]
+	DefaultWarmConnections = 2                // per backend address
 	DefaultLoginTimeout    = 3 * time.Minute  // login processes' client timeout
 	DefaultMaxLineLength   = 8192
 	DefaultMaxAuthFailures = 3

@@ -89,8 +89,8 @@ func newClientConn(c net.Conn, l *Listener, log *slog.Logger, maxLine int, deadl
 	if _, ok := c.(*tls.Conn); ok {
 		cc.TLS = true
 	}
-	cc.R = bufio.NewReaderSize(c, maxLine)
-	cc.W = bufio.NewWriterSize(c, 4096)
+	cc.R = lineBufs.reader(c, maxLine)
+	cc.W = lineBufs.writer(c)
 	cc.baseLog = log
 	cc.Relog()
 	c.SetDeadline(deadline)

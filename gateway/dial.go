@@ -30,10 +30,24 @@ const (
 // retries), a PROXY v2 header when configured, and the TLS handshake for
 // ssl=yes. Failures are temporary, except a backend certificate that does
 // not verify, which is internal (configuration).
+//
+// A plain connection comes from the warm pool when it has one (see
+// WarmPool).
 func (p *Pipeline) Connect(ctx context.Context, t *Target, remote, local netip.AddrPort) (*BackendConn, error) {
-	conn, err := p.Dial(ctx, t)
-	if err != nil {
-		return nil, err
+	return p.connect(ctx, t, remote, local, false)
+}
+
+func (p *Pipeline) connect(ctx context.Context, t *Target, remote, local netip.AddrPort, fresh bool) (*BackendConn, error) {
+	var conn net.Conn
+	if !fresh && !p.SendProxyProtocol && t.TLS != TLSImplicit {
+		conn = p.Warm.Take(t.Addr())
+	}
+	warm := conn != nil
+	if !warm {
+		var err error
+		if conn, err = p.Dial(ctx, t); err != nil {
+			return nil, err
+		}
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
@@ -46,6 +60,7 @@ func (p *Pipeline) Connect(ctx context.Context, t *Target, remote, local netip.A
 		t.Forwarded = true
 	}
 	b := NewBackendConn(conn)
+	b.warm = warm
 	if t.TLS == TLSImplicit {
 		if err := b.StartTLS(ctx, p.BackendTLSConfig(t)); err != nil {
 			b.Close()
@@ -88,6 +103,7 @@ func (p *Pipeline) Dial(ctx context.Context, t *Target) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	addr := t.Addr()
+	dialer := net.Dialer{KeepAliveConfig: keepAlive()}
 	attempts := max(p.ConnectAttempts, 1)
 	if p.health.failingSince(addr, time.Now()) > immediateFailureAfter {
 		attempts = 1
@@ -104,7 +120,7 @@ func (p *Pipeline) Dial(ctx context.Context, t *Target) (net.Conn, error) {
 			break
 		}
 		var c net.Conn
-		c, err = p.dialer.DialContext(ctx, "tcp", addr)
+		c, err = dialer.DialContext(ctx, "tcp", addr)
 		if err == nil {
 			p.health.ok(addr)
 			return c, nil

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/maildirector/maildirector/auth"
@@ -122,17 +123,51 @@ func (p *Pipeline) Login(ctx context.Context, c *ClientConn, service, mech strin
 	}
 	b.Conn().SetDeadline(deadline)
 	okLine, err = login(loginCtx, b, t)
+	var refused *Refused
+	if err != nil && b.warm && retryFresh(err) && loginCtx.Err() == nil {
+		// A warm connection the backend dropped, or whose login process
+		// could no longer log anybody in (a backend reloaded while it
+		// waited loses its old login processes' auth connections: an
+		// internal failure): once more on a new connection, as if the
+		// first had never been. The client has heard nothing yet.
+		b.Close()
+		if b, err = p.connect(loginCtx, t, c.Remote, c.Local, true); err != nil {
+			p.Obs().BackendLogin(t.Host, false, time.Since(dialed))
+			t.Release()
+			return nil, nil, "", err
+		}
+		b.Conn().SetDeadline(deadline)
+		okLine, err = login(loginCtx, b, t)
+	}
 	p.Obs().BackendLogin(t.Host, err == nil, time.Since(dialed))
 	if err != nil {
 		b.Close()
 		t.Release()
-		var refused *Refused
 		if errors.As(err, &refused) {
 			p.LoginFailed(ctx, req, t.Account, "backend refused the login")
 		}
 		return nil, nil, "", err
 	}
 	return t, b, okLine, nil
+}
+
+// ErrInUse marks a backend's refusal because the mailbox is in use (a
+// POP3 session lock): temporary, but the user's state, not the
+// connection's.
+var ErrInUse = errors.New("mailbox in use")
+
+// retryFresh reports whether a backend login that failed on a warm
+// connection is worth one more try on a new one: the connection was gone
+// (closed, reset) or the backend failed internally — not a refusal of the
+// user, a limit or a locked mailbox, which a new connection would only
+// meet again.
+func retryFresh(err error) bool {
+	if errors.Is(err, ErrBackendClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var refused *Refused
+	return !errors.As(err, &refused) && auth.KindOf(err) == auth.KindTemporary &&
+		!errors.Is(err, ErrLimit) && !errors.Is(err, ErrInUse)
 }
 
 // Authorized continues a login a SASL mechanism has checked (or an OAuth

@@ -174,8 +174,9 @@ type Pipeline struct {
 	Self      []netip.AddrPort
 	SelfAddrs func() []netip.AddrPort
 	Log       *slog.Logger
+	// Warm holds backend connections dialled ahead (nil: none).
+	Warm *WarmPool
 
-	dialer net.Dialer
 	health hostHealth
 }
 

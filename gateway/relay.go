@@ -25,11 +25,14 @@ type BackendConn struct {
 	conn net.Conn
 	R    *bufio.Reader
 	W    *bufio.Writer
+	// warm: the connection came from the WarmPool (a failed login on it
+	// is tried again on a new one).
+	warm bool
 }
 
 // NewBackendConn wraps c for the login dialogue.
 func NewBackendConn(c net.Conn) *BackendConn {
-	return &BackendConn{conn: c, R: bufio.NewReaderSize(c, maxBackendLine), W: bufio.NewWriterSize(c, 4096)}
+	return &BackendConn{conn: c, R: lineBufs.reader(c, backendReadSize), W: lineBufs.writer(c)}
 }
 
 // Conn returns the underlying connection.
@@ -39,7 +42,17 @@ func (b *BackendConn) Conn() net.Conn { return b.conn }
 func (b *BackendConn) ReadLine() ([]byte, error) {
 	line, err := b.R.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		return nil, errors.New("backend sent an over-long line")
+		// Longer than the buffer (a big CAPABILITY or ID reply): gather
+		// it, up to maxBackendLine.
+		long := append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			line, err = b.R.ReadSlice('\n')
+			long = append(long, line...)
+			if len(long) > maxBackendLine {
+				return nil, errors.New("backend sent an over-long line")
+			}
+		}
+		line = long
 	}
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -200,12 +213,18 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 16*1024); return &b 
 // (pipelined commands, the backend's first untagged lines) go first.
 func Relay(c *ClientConn, b *BackendConn, s *Session, reg *Registry) (in, out int64) {
 	clientConn, backendConn := c.conn, b.conn
-	s.client, s.backend = clientConn, backendConn
+	if s.client == nil {
+		// (Pipeline.Proxy sets them before the session is registered,
+		// where a kick may read them: no write here then.)
+		s.client, s.backend = clientConn, backendConn
+	}
 	clientConn.SetDeadline(time.Time{})
 	backendConn.SetDeadline(time.Time{})
 	fromClient, fromBackend := c.lingering(), lingering(b.R)
 	// The line buffers are not needed any more; let them go so that an
 	// idle session costs little.
+	lineBufs.put(c.R, c.W)
+	lineBufs.put(b.R, b.W)
 	c.R, c.W, b.R, b.W = nil, nil, nil, nil
 
 	reg.Add(s)

@@ -351,7 +351,8 @@ func (s *Server) startAcceptLocked(sock *socket) {
 // by an earlier run is replaced; anything else at the path is an error).
 func listen(l *Listener) (net.Listener, error) {
 	if !l.unix() {
-		return net.Listen("tcp", l.Address)
+		lc := net.ListenConfig{KeepAliveConfig: keepAlive()}
+		return lc.Listen(context.Background(), "tcp", l.Address)
 	}
 	if fi, err := os.Lstat(l.Address); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {

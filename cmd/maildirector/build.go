@@ -36,6 +36,7 @@ type app struct {
 	registry *gateway.Registry
 	admin    *adminDoors
 	metrics  *metrics.Metrics
+	warm     *gateway.WarmPool
 	name     string // this gateway's name in the cluster
 
 	mu    sync.Mutex
@@ -63,6 +64,9 @@ type shared struct {
 	penalty *gateway.Penalty
 	// self returns the addresses the gateway listens on now (proxy loops).
 	self func() []netip.AddrPort
+	// warm holds backend connections dialled ahead; every generation
+	// takes from it.
+	warm *gateway.WarmPool
 }
 
 func newLogger(c config.Log, w *os.File) *slog.Logger {
@@ -105,9 +109,10 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store, m *metric
 	}
 	registry := &gateway.Registry{}
 	srv := &gateway.Server{Log: log}
+	warm := gateway.NewWarmPool(*cfg.Backend.WarmConnections)
 	var f *front
 	if dir != nil {
-		f, err = buildFront(cfg, log, shared{director: dir, registry: registry, metrics: m, self: srv.SelfAddrs})
+		f, err = buildFront(cfg, log, shared{director: dir, registry: registry, metrics: m, self: srv.SelfAddrs, warm: warm})
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -127,7 +132,7 @@ func build(cfg *config.Config, log *slog.Logger, store director.Store, m *metric
 	if name == "" {
 		name, _ = os.Hostname()
 	}
-	return &app{server: srv, director: dir, registry: registry, admin: doors, metrics: m, front: f, name: name}, nil
+	return &app{server: srv, director: dir, registry: registry, admin: doors, metrics: m, warm: warm, front: f, name: name}, nil
 }
 
 // current returns the front generation in use.
@@ -223,6 +228,7 @@ func buildFront(cfg *config.Config, log *slog.Logger, sh shared) (*front, error)
 		MaxUserIPConnections: *cfg.Limits.MaxUserIPConnections,
 		MasterUser:           cfg.Backend.MasterUser,
 		MasterPassword:       cfg.Backend.MasterPassword,
+		Warm:                 sh.warm,
 		Mechs: mechs.Info{
 			Verifier:          adb.Passdb,
 			Hostname:          hostname,

@@ -121,7 +121,7 @@ func (r *reloader) apply(ctx context.Context) admin.ReloadReport {
 		return refusal(err)
 	}
 	old := r.a.current()
-	f, err := buildFront(cfg, r.log, shared{director: r.a.director, registry: r.a.registry, metrics: r.a.metrics, penalty: old.pipeline.Penalty, self: r.a.server.SelfAddrs})
+	f, err := buildFront(cfg, r.log, shared{director: r.a.director, registry: r.a.registry, metrics: r.a.metrics, penalty: old.pipeline.Penalty, self: r.a.server.SelfAddrs, warm: r.a.warm})
 	if err != nil {
 		return refusal(err)
 	}
@@ -150,6 +150,7 @@ func (r *reloader) apply(ctx context.Context) admin.ReloadReport {
 			rep.Restart = append(rep.Restart, ro.key)
 		}
 	}
+	r.a.warm.SetSize(*cfg.Backend.WarmConnections)
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.Log.Level))
 	if level != r.level.Level() {

@@ -174,6 +174,7 @@ func cmdServe(args []string, stderr io.Writer) int {
 	log.Info("shutting down")
 	notify(log, daemon.SdNotifyStopping)
 	a.server.Shutdown(cfg.LMTP.ShutdownGrace)
+	a.warm.Close()
 	<-done
 	adminWait()
 	hr.stop()

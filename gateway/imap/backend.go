@@ -151,6 +151,9 @@ func loginResult(op, rest string) (string, error) {
 		if t, ok := strings.CutPrefix(text, "[LIMIT] "); ok {
 			return "", auth.Temporary(op+": login", fmt.Errorf("backend said NO %s: %w", text, &gateway.LimitError{Text: gateway.OneLine(t)}))
 		}
+		if strings.HasPrefix(text, "[INUSE]") {
+			return "", auth.Temporary(op+": login", fmt.Errorf("backend said NO %s: %w", text, gateway.ErrInUse))
+		}
 		// Codes that say "not now" rather than "not you" (RFC 5530).
 		for _, code := range []string{"[UNAVAILABLE]", "[SERVERBUG]", "[LIMIT]", "[INUSE]", "[CONTACTADMIN]"} {
 			if strings.HasPrefix(text, code) {

@@ -185,3 +185,6 @@ type inUseError struct {
 
 func (e *inUseError) Error() string { return e.err.Error() }
 func (e *inUseError) Unwrap() error { return e.err }
+
+// Is makes it a gateway.ErrInUse too.
+func (e *inUseError) Is(target error) bool { return target == gateway.ErrInUse }
