@@ -24,7 +24,9 @@ type backend struct {
 	caps   map[string]string // LHLO keywords (upper case) and their parameters
 	rcpts  []*rcpt           // accepted by this backend, in order
 	failed error             // set once the connection is lost
-	forget func()            // undoes CloseOnCut
+	// mailQueued: MAIL FROM waits in the writer for the first RCPT TO.
+	mailQueued bool
+	forget     func() // undoes CloseOnCut
 }
 
 // dialBackend connects, greets (LHLO), upgrades with STARTTLS when asked,
@@ -68,11 +70,32 @@ func (s *session) dialBackend(ctx context.Context, t *gateway.Target) (*backend,
 		}
 	}
 	if _, ok := be.caps["XCLIENT"]; ok && !t.NotTrusted && !t.Forwarded {
-		if r, err := be.cmd(xclientLine(c, be.caps["XCLIENT"])); err != nil || r.code/100 != 2 {
+		// XCLIENT resets the session: greet again. With PIPELINING the
+		// LHLO goes in the same write, one round trip instead of two;
+		// a backend that refuses XCLIENT answers the LHLO too, and the
+		// connection is given up either way.
+		pipelined := hasCap(be.caps, "PIPELINING")
+		xclient := xclientLine(c, be.caps["XCLIENT"])
+		var r reply
+		var err error
+		if pipelined {
+			b.W.WriteString(xclient + "\r\n")
+			err = be.sendLHLO(s.srv.hostname())
+			if err == nil {
+				r, err = be.read()
+			}
+		} else {
+			r, err = be.cmd(xclient)
+		}
+		if err != nil || r.code/100 != 2 {
 			return fail("XCLIENT", fmtErr(r, err))
 		}
-		// XCLIENT resets the session: greet again.
-		if err := be.lhlo(s.srv.hostname()); err != nil {
+		if pipelined {
+			err = be.readLHLO()
+		} else {
+			err = be.lhlo(s.srv.hostname())
+		}
+		if err != nil {
 			return fail("LHLO", err)
 		}
 	}
@@ -125,7 +148,23 @@ func xtext(s string) string {
 }
 
 func (be *backend) lhlo(name string) error {
-	lines, err := be.cmdLines("LHLO " + name)
+	if err := be.sendLHLO(name); err != nil {
+		return err
+	}
+	return be.readLHLO()
+}
+
+// sendLHLO writes LHLO and sends whatever the writer holds.
+func (be *backend) sendLHLO(name string) error {
+	if _, err := be.conn.W.WriteString("LHLO " + name + "\r\n"); err != nil {
+		return err
+	}
+	return be.conn.W.Flush()
+}
+
+// readLHLO reads LHLO's reply and keeps the keywords.
+func (be *backend) readLHLO() error {
+	lines, err := be.readLines()
 	if err != nil {
 		return err
 	}
@@ -187,6 +226,42 @@ func (be *backend) readLines() ([]string, error) {
 
 // mail sends MAIL FROM with the parameters this backend announced.
 func (be *backend) mail(from string, params map[string]string) (reply, error) {
+	return be.cmd(be.mailLine(from, params))
+}
+
+// queueMail writes MAIL FROM without sending it: with PIPELINING it goes
+// out with the first RCPT TO (RFC 2920), one round trip instead of two;
+// rcptTo reads its reply.
+func (be *backend) queueMail(from string, params map[string]string) {
+	be.conn.W.WriteString(be.mailLine(from, params) + "\r\n")
+	be.mailQueued = true
+}
+
+// rcptTo sends RCPT TO (after a queued MAIL FROM) and reads the replies:
+// mail is the queued MAIL FROM's (zero when none was queued).
+func (be *backend) rcptTo(to string) (mail, rcpt reply, err error) {
+	line := fmt.Sprintf("RCPT TO:<%s>", to)
+	if !be.mailQueued {
+		rcpt, err = be.cmd(line)
+		return reply{}, rcpt, err
+	}
+	be.mailQueued = false
+	if _, err := be.conn.W.WriteString(line + "\r\n"); err != nil {
+		return reply{}, reply{}, err
+	}
+	if err := be.conn.W.Flush(); err != nil {
+		return reply{}, reply{}, err
+	}
+	if mail, err = be.read(); err != nil {
+		return mail, reply{}, err
+	}
+	// The RCPT's reply comes whatever MAIL's was (a 503 after a refused
+	// sender): read it to stay in step.
+	rcpt, err = be.read()
+	return mail, rcpt, err
+}
+
+func (be *backend) mailLine(from string, params map[string]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "MAIL FROM:<%s>", from)
 	if v, ok := params["SIZE"]; ok && hasCap(be.caps, "SIZE") {
@@ -198,7 +273,7 @@ func (be *backend) mail(from string, params map[string]string) (reply, error) {
 	if _, ok := params["SMTPUTF8"]; ok && hasCap(be.caps, "SMTPUTF8") {
 		b.WriteString(" SMTPUTF8")
 	}
-	return be.cmd(b.String())
+	return b.String()
 }
 
 func hasCap(caps map[string]string, k string) bool { _, ok := caps[k]; return ok }

@@ -107,7 +107,23 @@ func (s *session) route(ctx context.Context, addr string) reply {
 		return failure
 	}
 	to := r.rewrite(t.User)
-	rr, err := be.cmd(fmt.Sprintf("RCPT TO:<%s>", to))
+	queued := be.mailQueued
+	mr, rr, err := be.rcptTo(to)
+	if queued && (err != nil || !mr.ok()) {
+		if mr.code == 0 {
+			be.failed = err
+		} else {
+			be.failed = errors.Join(errors.New("MAIL FROM refused"), fmtErr(mr, nil))
+		}
+		t.Release()
+		if err != nil && mr.code == 0 {
+			log.Warn("lmtp: backend lost at MAIL FROM", "reason", err)
+			return backendFail(addr)
+		}
+		// The backend's own verdict on the sender stands for its
+		// recipients (a 5xx there is the backend's to give).
+		return mr
+	}
 	if err != nil {
 		be.failed = err
 		t.Release()
@@ -145,6 +161,12 @@ func (s *session) backendFor(ctx context.Context, t *gateway.Target, addr string
 			return nil, tempFail(addr)
 		}
 		return nil, backendFail(addr)
+	}
+	if hasCap(be.caps, "PIPELINING") {
+		// MAIL FROM goes with the first RCPT TO; route reads its reply.
+		be.queueMail(s.from, s.params)
+		s.backends[key] = be
+		return be, reply{}
 	}
 	mr, err := be.mail(s.from, s.params)
 	if err != nil || !mr.ok() {

@@ -109,6 +109,10 @@ func (f *fakeLMTP) serve(c net.Conn) {
 			fmt.Fprint(c, "250-fake\r\n250-8BITMIME\r\n250-SIZE\r\n250 PIPELINING\r\n")
 		case "MAIL":
 			rcpts = 0
+			if strings.Contains(line, "<refused@") {
+				fmt.Fprint(c, "550 5.7.1 Sender refused here\r\n")
+				continue
+			}
 			fmt.Fprint(c, "250 2.1.0 OK\r\n")
 		case "RCPT":
 			rcpts++
@@ -351,5 +355,35 @@ func TestXCLIENTFromTrusted(t *testing.T) {
 	c.do("RCPT TO:<a1@x>", "554 5.4.6 <a1@x> Proxying loops - TTL reached zero")
 	if n := lookups.Load(); n != 0 {
 		t.Fatalf("%d lookups for a looping recipient", n)
+	}
+}
+
+// With PIPELINING, MAIL FROM goes out with the first RCPT TO in one
+// write; a sender the backend refuses gets the backend's verdict for that
+// recipient, the backend's later recipients the backend's failure; the
+// next transaction starts afresh.
+func TestPipelinedMailFrom(t *testing.T) {
+	e := startLMTP(t, nil)
+	c := e.dial(t)
+	c.do("LHLO mta", "250 SIZE")
+	c.do("MAIL FROM:<refused@example.com>", "250 2.1.0 OK")
+	c.do("RCPT TO:<a1@x>", "550 5.7.1 Sender refused here")
+	c.do("RCPT TO:<a2@x>", "451 4.4.0 <a2@x> Remote server not answering")
+	c.do("RCPT TO:<b1@x>", "550 5.7.1 Sender refused here") // b's own verdict
+	c.do("RSET", "250 2.0.0 OK")
+	c.do("MAIL FROM:<s@example.com>", "250 2.1.0 OK")
+	c.do("RCPT TO:<a1@x>", "250 2.1.5 OK")
+	c.do("RCPT TO:<a2@x>", "250 2.1.5 OK")
+	c.do("DATA", "354 OK")
+	c.do("Subject: t\r\n\r\nbody\r\n.", "250 2.0.0 <r0> Saved", "250 2.0.0 <r1> Saved")
+	var mails []string
+	for _, l := range e.a.commands() {
+		if strings.HasPrefix(l, "MAIL") || strings.HasPrefix(l, "RCPT") {
+			mails = append(mails, l)
+		}
+	}
+	want := []string{"MAIL FROM:<refused@example.com>", "RCPT TO:<a1@x>", "MAIL FROM:<s@example.com>", "RCPT TO:<a1@x>", "RCPT TO:<a2@x>"}
+	if strings.Join(mails, "|") != strings.Join(want, "|") {
+		t.Errorf("backend a got %q, want %q", mails, want)
 	}
 }
