@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"log"
 	"time"
 )
@@ -40,8 +41,10 @@ type expiryStep struct {
 }
 
 // benchExpiry places waves of n users on the embedded member, n/20 of the
-// first wave staying logged in, lets the others expire, and measures.
-func benchExpiry(t *runTB, dir string, n, conc int) expiryResult {
+// first wave staying logged in, lets the others expire, and measures:
+// memory that follows the active users comes back down after each wave;
+// memory that follows every user ever seen grows with each wave.
+func benchExpiry(t *runTB, dir string, n, waves, conc int) expiryResult {
 	active := n / 20
 	res := expiryResult{Cluster: embedded1, UserExpire: expiryUserExpire.String(), Wave: n, Active: active}
 	c := startCluster(t, embedded1, dir)
@@ -76,7 +79,7 @@ func benchExpiry(t *runTB, dir string, n, conc int) expiryResult {
 	}
 
 	res.Steps = append(res.Steps, measure("baseline"))
-	for wave := 1; wave <= 2; wave++ {
+	for wave := 1; wave <= waves; wave++ {
 		from, hold := (wave-1)*n, 0
 		if wave == 1 {
 			hold = active
@@ -92,7 +95,7 @@ func benchExpiry(t *runTB, dir string, n, conc int) expiryResult {
 			t.Fatalf("expiry wave %d: %d errors: %s", wave, r.Errors, r.FirstError)
 		}
 		time.Sleep(2 * time.Second)
-		step := "wave " + string(rune('0'+wave))
+		step := fmt.Sprintf("wave %d", wave)
 		res.Steps = append(res.Steps, measure(step+" placed"))
 		waited := waitSwept()
 		s := measure(step + " expired")

@@ -6,8 +6,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -35,7 +35,9 @@ func runGateway(args []string) {
 	expire := fs.Duration("user-expire", director.DefaultUserExpire, "director.user_expire")
 	fs.Parse(args)
 
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The store's own log (joins, fencing, failed loads) goes to the
+	// child's log file.
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s, err := etcdstore.New(etcdstore.Config{
 		Endpoints:  strings.Split(*endpoints, ","),
 		UserExpire: *expire,

@@ -46,8 +46,10 @@ func main() {
 	clusters := flag.String("clusters", "embedded1,embedded3", "store cluster kinds: embedded1, embedded3, etcd1, etcd3 (Debian's etcd 3.4)")
 	place := flag.Int("place", 3000, "new users each gateway places in a rate run")
 	conc := flag.Int("conc", 32, "logins in flight per gateway")
+	reps := flag.Int("reps", 3, "runs of each rate case (the median is shown)")
 	users := flag.String("users", "10000,100000", "known-user counts to measure memory, load time and db size at")
 	expiryUsers := flag.Int("expiry-users", 50000, "users placed per wave in the expiry run")
+	expiryWaves := flag.Int("expiry-waves", 2, "waves of users in the expiry run (each waits up to a minute for the sweeper)")
 	sessions := flag.String("sessions", "1000,3000,6000,9000", "relayed IMAP session counts to measure the gateway at")
 	sessionStore := flag.String("session-store", "memory", "the session gateway's director store: memory or embedded")
 	jsonOut := flag.Bool("json", false, "print the results as JSON")
@@ -76,12 +78,12 @@ func main() {
 					k = strings.TrimSpace(k)
 					sub := dir + "/" + k
 					os.MkdirAll(sub, 0o755)
-					res.Store = append(res.Store, benchStore(t, k, sub, storeOptions{Place: *place, Conc: *conc, Users: ints(*users)}))
+					res.Store = append(res.Store, benchStore(t, k, sub, storeOptions{Place: *place, Conc: *conc, Reps: *reps, Users: ints(*users)}))
 				}
 			case "expiry":
 				sub := dir + "/expiry"
 				os.MkdirAll(sub, 0o755)
-				r := benchExpiry(t, sub, *expiryUsers, *conc)
+				r := benchExpiry(t, sub, *expiryUsers, *expiryWaves, *conc)
 				res.Expiry = &r
 			case "sessions":
 				sub := dir + "/sessions"

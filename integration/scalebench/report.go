@@ -32,14 +32,14 @@ func printStore(w io.Writer, s storeResult) {
 	fmt.Fprintf(w, "one assignment as stored: key %q (%d B) + value %q (%d B) = %d B\n",
 		s.AssignmentKey, len(s.AssignmentKey), s.AssignmentValue, len(s.AssignmentValue), s.AssignmentBytes)
 	tw := table(w)
-	fmt.Fprintln(tw, "logins\tgateways\tin flight each\tcount\terrors\tper s\tp50 ms\tp99 ms\tetcd writes each\tgateway CPU µs each\tobserver CPU µs per placement seen\tetcd CPU µs each\t")
-	for _, x := range s.Rates {
+	fmt.Fprintln(tw, "logins\tgateways\tin flight each\tcount\terrors\tper s (median)\truns: min–max\tp50 ms\tp99 ms\tetcd writes each\tgateway CPU µs each\tobserver CPU µs per placement seen\tetcd CPU µs each\t")
+	for _, x := range s.RateMedians {
 		obs := "-"
 		if x.Gateways == 1 && x.Case == "new" {
 			obs = fmt.Sprintf("%.1f", x.ObserverCPU)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.3f\t%.1f\t%s\t%.1f\t\n",
-			x.Case, x.Gateways, x.Conc, x.Logins, x.Errors, x.PerSecond, x.P50MS, x.P99MS, x.WritesPer, x.GatewayCPU, obs, x.MemberCPU)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.0f\t%d: %.0f–%.0f\t%.2f\t%.2f\t%.3f\t%.1f\t%s\t%.1f\t\n",
+			x.Case, x.Gateways, x.Conc, x.Logins, x.Errors, x.PerSecond, x.Runs, x.Min, x.Max, x.P50MS, x.P99MS, x.WritesPer, x.GatewayCPU, obs, x.MemberCPU)
 	}
 	tw.Flush()
 	tw = table(w)

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"log"
+	"sort"
 	"sync"
 	"time"
 )
@@ -12,6 +13,7 @@ import (
 // storeOptions size the store benchmark.
 type storeOptions struct {
 	Place int   // new users each gateway places in the rate runs
+	Reps  int   // rate runs of each case
 	Conc  int   // logins in flight per gateway
 	Users []int // known-user counts to measure memory, load time, db size at
 }
@@ -24,7 +26,10 @@ type storeResult struct {
 	AssignmentValue string `json:"assignment_value"`
 	AssignmentBytes int    `json:"assignment_bytes"`
 	Rates           []rate `json:"rates"`
-	Scale           []size `json:"scale"`
+	// RateMedians: per case, the run with the median rate, and the
+	// range over the runs.
+	RateMedians []rateMedian `json:"rate_medians"`
+	Scale       []size       `json:"scale"`
 	// Per known user, from the largest count against none.
 	GatewayHeapPerUser   float64 `json:"gateway_heap_bytes_per_user"`
 	FreshHeapPerUser     float64 `json:"fresh_gateway_heap_bytes_per_user"`
@@ -37,6 +42,7 @@ type storeResult struct {
 // rate is one throughput run.
 type rate struct {
 	Case       string  `json:"case"`
+	Rep        int     `json:"rep"`
 	Gateways   int     `json:"gateways"`
 	Conc       int     `json:"conc_per_gateway"`
 	Logins     int     `json:"logins"`
@@ -64,6 +70,10 @@ type size struct {
 	FreshStartMS  float64     `json:"fresh_gateway_start_ms"`
 	FreshHeap     uint64      `json:"fresh_gateway_heap_bytes"`
 	FreshPSSKiB   int64       `json:"fresh_gateway_pss_kib"`
+	// FencedS: how long a gateway stayed fenced after the compaction
+	// and defragmentation (which block the member) before it served
+	// again; -1: it did not within two minutes.
+	FencedS float64 `json:"fenced_s,omitempty"`
 }
 
 // benchStore measures one cluster kind with three gateways on it.
@@ -82,20 +92,6 @@ func benchStore(t *runTB, kind, dir string, o storeOptions) storeResult {
 
 	next := 0 // the next user never placed
 	res.Scale = append(res.Scale, measureSize(t, c, gws, 0))
-
-	// New placements: one gateway, then three at once; sticky logins of
-	// known users the same way.
-	res.Rates = append(res.Rates, runRate(t, c, gws, idle, "new", 1, next, o))
-	next += o.Place
-	res.Rates = append(res.Rates, runRate(t, c, gws, idle, "new", 3, next, o))
-	next += 3 * o.Place
-	res.Rates = append(res.Rates, runRate(t, c, gws, idle, "sticky", 1, 0, o))
-	res.Rates = append(res.Rates, runRate(t, c, gws, idle, "sticky", 3, 0, o))
-
-	if k, v, err := c.oneAssignment(); err == nil {
-		res.AssignmentKey, res.AssignmentValue, res.AssignmentBytes = k, v, len(k)+len(v)
-	}
-
 	for _, n := range o.Users {
 		if n <= next {
 			continue
@@ -103,6 +99,7 @@ func benchStore(t *runTB, kind, dir string, o storeOptions) storeResult {
 		// Fill up, the three gateways at once.
 		per := (n - next + 2) / 3
 		var wg sync.WaitGroup
+		t0 := time.Now()
 		for i, g := range gws {
 			from, cnt := next+i*per, min(per, n-next-i*per)
 			if cnt <= 0 {
@@ -118,10 +115,31 @@ func benchStore(t *runTB, kind, dir string, o storeOptions) storeResult {
 			}()
 		}
 		wg.Wait()
+		log.Printf("%s: placed %d users in %.1f s", kind, n-next, time.Since(t0).Seconds())
 		next = n
 		time.Sleep(2 * time.Second) // the watches deliver the last ones
 		res.Scale = append(res.Scale, measureSize(t, c, gws, n))
 	}
+	if k, v, err := c.oneAssignment(); err == nil {
+		res.AssignmentKey, res.AssignmentValue, res.AssignmentBytes = k, v, len(k)+len(v)
+	}
+
+	// New placements: one gateway, then three at once; sticky logins of
+	// known users the same way; with the store holding what it holds now.
+	for rep := 0; rep < max(o.Reps, 1); rep++ {
+		for _, gw := range []int{1, 3} {
+			r := runRate(t, c, gws, idle, "new", gw, next, o)
+			r.Rep = rep
+			res.Rates = append(res.Rates, r)
+			next += gw * o.Place
+		}
+		for _, gw := range []int{1, 3} {
+			r := runRate(t, c, gws, idle, "sticky", gw, 0, o)
+			r.Rep = rep
+			res.Rates = append(res.Rates, r)
+		}
+	}
+	res.RateMedians = medians(res.Rates)
 	first, last := res.Scale[0], res.Scale[len(res.Scale)-1]
 	if n := float64(last.Users); n > 0 {
 		res.GatewayHeapPerUser = (float64(last.GatewayHeap[1]) - float64(first.GatewayHeap[1])) / n
@@ -212,7 +230,7 @@ func runRate(t *runTB, c *cluster, gws []*child, idle []float64, kind string, n,
 		}
 	}
 	total := float64(n * o.Place)
-	r.PerSecond = total / slowest
+	r.PerSecond = float64(r.Logins) / slowest
 	r.WritesPer = float64(rev1-rev0) / total
 	var gcpu float64
 	for i := range gws {
@@ -251,6 +269,7 @@ func measureSize(t *runTB, c *cluster, gws []*child, n int) size {
 	if s.DBDefrag, _, err = c.dbSize(); err != nil {
 		t.Fatal(err)
 	}
+	s.FencedS = waitUnfenced(t, c.kind, gws)
 	fresh, r := c.gateway(t, "fresh", 1, 15*time.Minute)
 	s.FreshStartMS = r.StartMS
 	m, _ := fresh.call(request{Op: "mem"})
@@ -259,4 +278,56 @@ func measureSize(t *runTB, c *cluster, gws []*child, n int) size {
 	log.Printf("%s with %d users: gateway heap %.1f MiB, fresh gateway loaded in %.0f ms, db %.1f MiB (%.1f MiB defragmented)",
 		c.kind, s.Users, float64(s.GatewayHeap[1])/(1<<20), s.FreshStartMS, float64(s.DBSize)/(1<<20), float64(s.DBDefrag)/(1<<20))
 	return s
+}
+
+// rateMedian is one case over its runs.
+type rateMedian struct {
+	rate
+	Runs int     `json:"runs"`
+	Min  float64 `json:"min_per_second"`
+	Max  float64 `json:"max_per_second"`
+}
+
+// medians picks, per case and gateway count, the run with the median rate.
+func medians(rs []rate) []rateMedian {
+	var out []rateMedian
+	seen := map[string]bool{}
+	for _, r := range rs {
+		k := fmt.Sprintf("%s/%d", r.Case, r.Gateways)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		var runs []rate
+		for _, x := range rs {
+			if x.Case == r.Case && x.Gateways == r.Gateways {
+				runs = append(runs, x)
+			}
+		}
+		sort.Slice(runs, func(i, j int) bool { return runs[i].PerSecond < runs[j].PerSecond })
+		out = append(out, rateMedian{rate: runs[len(runs)/2], Runs: len(runs), Min: runs[0].PerSecond, Max: runs[len(runs)-1].PerSecond})
+	}
+	return out
+}
+
+// waitUnfenced waits until no gateway is fenced, for up to two minutes,
+// and returns how long that took (-1: too long).
+func waitUnfenced(t *runTB, kind string, gws []*child) float64 {
+	t0 := time.Now()
+	for {
+		fenced := 0
+		for _, g := range gws {
+			if r, err := g.call(request{Op: "fenced"}); err != nil || r.Fenced {
+				fenced++
+			}
+		}
+		if fenced == 0 {
+			return time.Since(t0).Seconds()
+		}
+		if time.Since(t0) > 2*time.Minute {
+			t.Errorf("%s: %d gateways still fenced after two minutes", kind, fenced)
+			return -1
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
