@@ -55,6 +55,33 @@ type ClientConn struct {
 	// plEntry is the connection's place in the pre-login bounds.
 	plEntry *preloginEntry
 	plTable *preloginTable
+	// handoff, set by a server that allows it, lets a relayed session
+	// outlive its handler (see handOff).
+	handoff *handoff
+	// relogged is what Relog made Log of (see logLater).
+	relogged relogged
+}
+
+// handoff is a server's offer to let the relay end a connection instead
+// of the handler's return: the goroutine that logged the client in, its
+// stack grown deep on the way, then does not wait through the session.
+type handoff struct {
+	taken bool
+	// done is the server's end of the connection (closing it, forgetting
+	// it, counting its handler out), called once the relay is over.
+	done func()
+}
+
+// handOff takes the server's offer (ok false: none; relay to the end
+// before returning). The caller must call done once the session is over
+// (the relay has closed the connection); the server does nothing when
+// the handler returns.
+func (c *ClientConn) handOff() (done func(), ok bool) {
+	if c.handoff == nil {
+		return nil, false
+	}
+	c.handoff.taken = true
+	return c.handoff.done, true
 }
 
 // leavePrelogin takes the connection out of its listener's pre-login
@@ -122,6 +149,26 @@ func (c *ClientConn) Relog() {
 		remote = c.Remote.String()
 	}
 	c.Log = c.baseLog.With("session", c.Session, "service", c.Listener.Protocol, "remote", remote)
+	c.relogged = relogged{c.Log, c.Session, c.Listener.Protocol, remote}
+}
+
+// relogged is what the last Relog made Log of.
+type relogged struct {
+	log                      *slog.Logger
+	session, service, remote string
+}
+
+// logLater returns what makes Log again, for a relayed session's last
+// line: a logger's attributes, formatted ahead, are some hundred bytes,
+// and an idle session need not keep them. A Log that is not Relog's (a
+// front end added to it) is kept as it is.
+func (c *ClientConn) logLater() func() *slog.Logger {
+	if r := c.relogged; r.log != nil && r.log == c.Log {
+		base := c.baseLog
+		return func() *slog.Logger { return base.With("session", r.session, "service", r.service, "remote", r.remote) }
+	}
+	log := c.Log
+	return func() *slog.Logger { return log }
 }
 
 // Conn returns the current connection (a *tls.Conn after STARTTLS).

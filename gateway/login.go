@@ -201,35 +201,54 @@ func (p *Pipeline) backendCredentials(t *Target, mech string) error {
 // Proxy finishes a login the backend accepted: it registers the session,
 // tells the client (sendOK) and relays until either side closes, logging
 // the login and its end, and records the login's verdict with p. It
-// returns once the session is over.
+// returns once the session is over, or, where the server lets a session
+// outlive its handler (ClientConn.handOff), once the relay has started:
+// then nothing of the login (its goroutine's grown stack, the ClientConn,
+// t) stays while the session is idle. Either way Proxy takes t's
+// director lease and releases it when the session ends.
 func (p *Pipeline) Proxy(c *ClientConn, t *Target, b *BackendConn, reg *Registry, service, method string, started time.Time, sendOK func() error) {
-	log := c.Log.With("user", t.Account, "backend", t.Addr(), "route", t.Route)
+	// The session's relay exists before the session is registered: a kick
+	// (Registry.Kick, the lease's) ends it through the relay, never by
+	// closing a socket the relay's poller may be watching.
 	sess := &Session{ID: c.Session, Service: service, User: t.Account, Backend: t.Addr(), Remote: c.Remote, Started: time.Now(),
-		client: c.conn, backend: b.conn}
+		relay: newRelay(c.conn, b.conn)}
 	reg.Add(sess)
 	if t.lease != nil {
 		// A move or a fenced gateway ends the session from the director.
-		client, backend := c.conn, b.conn
-		t.lease.OnKick(func() {
-			client.Close()
-			backend.Close()
-		})
+		t.lease.OnKick(sess.relay.close)
 	}
 	c.leavePrelogin()
 	if err := sendOK(); err != nil {
 		b.Close()
 		reg.Remove(sess)
-		p.LoginVerdict(c, service, t.Account, t.Addr(), started, ErrAborted)
+		p.LoginVerdict(c, service, t.Account, sess.Backend, started, ErrAborted)
 		return
 	}
-	p.LoginVerdict(c, service, t.Account, t.Addr(), started, nil, slog.String("method", method), slog.String("route", t.Route))
+	p.LoginVerdict(c, service, t.Account, sess.Backend, started, nil, slog.String("method", method), slog.String("route", t.Route))
 	// Only a whole login resets the penalty, not a passdb's yes: with
 	// nopassword the backend checks the password, and an attacker's
 	// every try would pass the passdb.
 	p.Penalty.Succeeded(c.Remote.Addr())
-	in, out := Relay(c, b, sess, reg)
-	p.Obs().Relayed(service, in, out)
-	log.Info("proxy: disconnected", "bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
+	// The end keeps only what it logs: not c, not t.
+	log, route, lease := c.logLater(), t.Route, t.lease
+	t.lease = nil
+	done, handedOff := c.handOff()
+	end := func(in, out int64) {
+		p.Obs().Relayed(service, in, out)
+		log().Info("proxy: disconnected", "user", sess.User, "backend", sess.Backend, "route", route,
+			"bytes_in", in, "bytes_out", out, "duration", time.Since(sess.Started).Round(time.Second))
+		if lease != nil {
+			lease.Release()
+		}
+		if done != nil {
+			done()
+		}
+	}
+	if handedOff {
+		StartRelay(c, b, sess, reg, end)
+		return
+	}
+	end(Relay(c, b, sess, reg))
 }
 
 // presentedCert returns the leaf certificate (DER) the gateway presented

@@ -108,7 +108,7 @@ type Session struct {
 	Remote  netip.AddrPort
 	Started time.Time
 
-	client, backend net.Conn
+	relay *relay
 }
 
 // Registry knows every relayed session so that operators can list them and
@@ -117,6 +117,8 @@ type Registry struct {
 	mu sync.Mutex
 	m  map[*Session]struct{}
 	n  atomic.Int64
+	// poll watches the idle sessions' sockets (see relay).
+	poll poller
 }
 
 // Add registers s (again is harmless). Front ends register a session
@@ -196,15 +198,16 @@ func (r *Registry) Kick(user string) int {
 	}
 	r.mu.Unlock()
 	for _, s := range victims {
-		s.client.Close()
-		s.backend.Close()
+		if s.relay != nil {
+			s.relay.close()
+		}
 	}
 	return len(victims)
 }
 
 // bufPool holds copy buffers for relays that cannot splice (TLS on either
 // side). A buffer is taken only once bytes are ready where the source can
-// be watched (see waitReadable), so idle sessions do not hold them.
+// be watched (see relay), so idle sessions do not hold them.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 16*1024); return &b }}
 
 // Relay copies bytes both ways between the logged-in client and backend
@@ -212,11 +215,28 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 16*1024); return &b 
 // registers the session in reg meanwhile. Bytes either side already sent
 // (pipelined commands, the backend's first untagged lines) go first.
 func Relay(c *ClientConn, b *BackendConn, s *Session, reg *Registry) (in, out int64) {
+	done := make(chan struct{})
+	StartRelay(c, b, s, reg, func(i, o int64) {
+		in, out = i, o
+		close(done)
+	})
+	<-done
+	return in, out
+}
+
+// StartRelay is Relay without the wait: it returns once the copying has
+// started, and end gets the bytes relayed each way (in: from the client)
+// when the session is over, both connections closed and s out of reg.
+// end runs on a goroutine of the relay's (or on the caller's, before
+// StartRelay returns, if the session ended at once). Meanwhile no
+// goroutine waits for a side whose socket the Registry's poller watches.
+// s's kicks (Registry.Kick) and c's cut by a stopping server end the
+// session; so does s.relay.close (set s.relay with newRelay to end it
+// before it starts).
+func StartRelay(c *ClientConn, b *BackendConn, s *Session, reg *Registry, end func(in, out int64)) {
 	clientConn, backendConn := c.conn, b.conn
-	if s.client == nil {
-		// (Pipeline.Proxy sets them before the session is registered,
-		// where a kick may read them: no write here then.)
-		s.client, s.backend = clientConn, backendConn
+	if s.relay == nil {
+		s.relay = newRelay(clientConn, backendConn)
 	}
 	clientConn.SetDeadline(time.Time{})
 	backendConn.SetDeadline(time.Time{})
@@ -226,21 +246,12 @@ func Relay(c *ClientConn, b *BackendConn, s *Session, reg *Registry) (in, out in
 	lineBufs.put(c.R, c.W)
 	lineBufs.put(b.R, b.W)
 	c.R, c.W, b.R, b.W = nil, nil, nil, nil
+	if extra := proxyBuffered(clientConn); len(extra) > 0 {
+		fromClient = append(fromClient, extra...)
+	}
 
 	reg.Add(s)
-	defer reg.Remove(s)
-
-	done := make(chan int64, 1)
-	go func() {
-		done <- pump(clientConn, backendConn, fromBackend)
-		clientConn.Close()
-		backendConn.Close()
-	}()
-	in = pump(backendConn, clientConn, fromClient)
-	clientConn.Close()
-	backendConn.Close()
-	out = <-done
-	return in, out
+	s.relay.start(fromClient, fromBackend, reg, s, c.CloseOnCut(s.relay), end)
 }
 
 func lingering(r *bufio.Reader) []byte {
@@ -250,65 +261,6 @@ func lingering(r *bufio.Reader) []byte {
 	}
 	b, _ := r.Peek(n)
 	return append([]byte(nil), b...)
-}
-
-// pump writes first, then copies src to dst until src ends or either
-// side fails.
-//
-// Most relayed sessions sit idle (IMAP IDLE, a mail client left open), so
-// what a waiting session holds matters more than per-chunk cost. io.Copy
-// between two TCP sockets splices, but Go's splice keeps its pipe pair (two
-// more fds) for as long as it waits; a buffered copy keeps its buffer. So
-// where src is a plain socket, pump first waits for it to be readable, then
-// moves exactly the bytes that are ready (splicing them when dst is TCP
-// too, the pipe going back to the runtime's pool after), and waits again.
-// A TLS source cannot be watched that way (its records may already be
-// buffered inside crypto/tls), so it blocks in Read with a small buffer
-// (copyBlocking).
-func pump(dst, src net.Conn, first []byte) int64 {
-	var n int64
-	if len(first) > 0 {
-		w, err := dst.Write(first)
-		n += int64(w)
-		if err != nil {
-			return n
-		}
-	}
-	_, dstTCP := dst.(*net.TCPConn)
-	for {
-		ready, ok, err := waitReadable(src)
-		if !ok {
-			break
-		}
-		if err != nil || ready == 0 {
-			return n
-		}
-		if dstTCP && ready > 0 {
-			w, err := io.CopyN(dst, src, int64(ready))
-			n += w
-			if err != nil {
-				return n
-			}
-			continue
-		}
-		bp := bufPool.Get().(*[]byte)
-		buf := *bp
-		if ready > 0 && ready < len(buf) {
-			buf = buf[:ready]
-		}
-		r, rerr := src.Read(buf)
-		var werr error
-		if r > 0 {
-			var w int
-			w, werr = dst.Write(buf[:r])
-			n += int64(w)
-		}
-		bufPool.Put(bp)
-		if rerr != nil || werr != nil {
-			return n
-		}
-	}
-	return n + copyBlocking(dst, src)
 }
 
 // smallReadSize is what a relay from a TLS client holds while it waits.

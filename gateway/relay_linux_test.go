@@ -29,3 +29,10 @@ func sendOOB(t *testing.T, c net.Conn, before, urgent, after string) {
 		t.Fatal(serr)
 	}
 }
+
+// pollerOpen reports whether p's epoll set is open.
+func pollerOpen(p *poller) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.file != nil
+}

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -192,6 +193,14 @@ func TestRelayKick(t *testing.T) {
 	}
 }
 
+// relayConns relays between the gateway's ends of a client and a backend
+// connection until one side ends.
+func relayConns(client, backend net.Conn) (in, out int64) {
+	cc := &ClientConn{conn: client, R: bufio.NewReader(client), W: bufio.NewWriter(client)}
+	var reg Registry
+	return Relay(cc, NewBackendConn(backend), &Session{User: "u"}, &reg)
+}
+
 func randomBytes(t *testing.T, n int) []byte {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -219,11 +228,13 @@ func sendUneven(w io.Writer, b []byte) error {
 
 // BenchmarkRelayThroughput moves 8 MiB per op through the relay's copy
 // loops, next to the plain copies they replace, side by side. tcp: backend
-// socket to client socket through pump, and through io.Copy (a kernel
-// splice that holds its pipes while idle, which the relay used before it
-// learned to wait for readable). tls: a TLS client's upload to a backend
-// socket through copyBlocking (2 KiB held while idle), and through
-// io.CopyBuffer with a 16 KiB buffer (held while idle).
+// socket to client socket through a whole relay (the poller, splicing what
+// is ready; until the poller it was pump, the same copying with a parked
+// goroutine per direction), and through io.Copy (a kernel splice that
+// holds its pipes while idle, which the relay used before it learned to
+// wait for readable). tls: a TLS client's upload to a backend socket
+// through copyBlocking (2 KiB held while idle), and through io.CopyBuffer
+// with a 16 KiB buffer (held while idle).
 //
 //	go test ./gateway -run '^$' -bench RelayThroughput -benchtime 2s -count 3
 func BenchmarkRelayThroughput(b *testing.B) {
@@ -233,7 +244,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 		tls  bool
 		copy copier
 	}{
-		{"tcp/pump", false, func(dst, src net.Conn) { pump(dst, src, nil) }},
+		{"tcp/relay", false, func(dst, src net.Conn) { relayConns(src, dst) }},
 		{"tcp/io.Copy", false, func(dst, src net.Conn) { io.Copy(dst, src) }},
 		{"tls/copyBlocking", true, func(dst, src net.Conn) { copyBlocking(dst, src) }},
 		{"tls/io.CopyBuffer-16K", true, func(dst, src net.Conn) {
@@ -299,5 +310,167 @@ func TestRelayUrgentData(t *testing.T) {
 	user.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadFull(user, got[:4]); err != nil || string(got[:4]) != "back" {
 		t.Fatalf("backend to client: %q, %v", got[:4], err)
+	}
+}
+
+// idleRelays starts n relays through StartRelay, each between a client
+// and a backend TCP pair, and returns the far ends and the channel each
+// relay's end reports on.
+// Its goroutines count is NumGoroutine's rise from the relays' start.
+func idleRelays(t *testing.T, reg *Registry, n int) (users, servers []net.Conn, ended chan [2]int64, goroutines int) {
+	t.Helper()
+	ended = make(chan [2]int64, n)
+	var gwClients, gwBackends []net.Conn
+	for range n {
+		user, gwClient := tcpPair(t)
+		gwBackend, server := tcpPair(t)
+		users, servers = append(users, user), append(servers, server)
+		gwClients, gwBackends = append(gwClients, gwClient), append(gwBackends, gwBackend)
+	}
+	before := runtime.NumGoroutine()
+	for i := range n {
+		cc := &ClientConn{conn: gwClients[i], R: bufio.NewReader(gwClients[i]), W: bufio.NewWriter(gwClients[i])}
+		StartRelay(cc, NewBackendConn(gwBackends[i]), &Session{User: "u"}, reg, func(in, out int64) { ended <- [2]int64{in, out} })
+	}
+	return users, servers, ended, runtime.NumGoroutine() - before
+}
+
+// TestRelayIdleHoldsNoGoroutine: idle plain-TCP sessions wait in the
+// Registry's poller, not in goroutines of their own, and still relay
+// both ways when bytes come; once they are over the poller goes too.
+func TestRelayIdleHoldsNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller is Linux's epoll")
+	}
+	const n = 50
+	var reg Registry
+	users, servers, ended, g := idleRelays(t, &reg, n)
+	if g > 1 {
+		t.Errorf("%d idle sessions hold %d goroutines, want at most the poller's", n, g)
+	}
+	buf := make([]byte, 5)
+	for i := range n {
+		users[i].Write([]byte("ping!"))
+		servers[i].SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(servers[i], buf); err != nil || string(buf) != "ping!" {
+			t.Fatalf("session %d: backend got %q, %v", i, buf, err)
+		}
+		servers[i].Write([]byte("pong!"))
+		users[i].SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(users[i], buf); err != nil || string(buf) != "pong!" {
+			t.Fatalf("session %d: client got %q, %v", i, buf, err)
+		}
+	}
+	for i := range n {
+		if i%2 == 0 {
+			users[i].Close()
+		} else {
+			servers[i].Close()
+		}
+	}
+	for range n {
+		select {
+		case c := <-ended:
+			if c != [2]int64{5, 5} {
+				t.Errorf("a session counted %v bytes, want 5 each way", c)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a session did not end after a side closed")
+		}
+	}
+	if reg.Count() != 0 {
+		t.Errorf("registry holds %d sessions after they ended", reg.Count())
+	}
+	// The poller's set closes with the last session.
+	if pollerOpen(&reg.poll) {
+		t.Error("the poller's epoll set stays open after every session ended")
+	}
+}
+
+// TestRelayCut: a stopping server's cut (CloseOnCut) ends an idle relay,
+// which closes both sides; so does a close before the relay started.
+func TestRelayCut(t *testing.T) {
+	t.Run("idle", func(t *testing.T) {
+		user, gwClient := tcpPair(t)
+		gwBackend, server := tcpPair(t)
+		st := &connState{}
+		cc := &ClientConn{conn: gwClient, R: bufio.NewReader(gwClient), W: bufio.NewWriter(gwClient), state: st}
+		var reg Registry
+		ended := make(chan struct{})
+		StartRelay(cc, NewBackendConn(gwBackend), &Session{User: "u"}, &reg, func(int64, int64) { close(ended) })
+		// As Server.Shutdown does: the accepted socket first, then the rest.
+		gwClient.Close()
+		st.cutAll()
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the relay did not end when the server cut its connection")
+		}
+		expectClosed(t, user, server)
+	})
+	t.Run("before start", func(t *testing.T) {
+		user, gwClient := tcpPair(t)
+		gwBackend, server := tcpPair(t)
+		cc := &ClientConn{conn: gwClient, R: bufio.NewReader(gwClient), W: bufio.NewWriter(gwClient)}
+		s := &Session{User: "u", relay: newRelay(gwClient, gwBackend)}
+		s.relay.close()
+		var reg Registry
+		ended := make(chan struct{})
+		StartRelay(cc, NewBackendConn(gwBackend), s, &reg, func(int64, int64) { close(ended) })
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a relay closed before it started did not end")
+		}
+		expectClosed(t, user, server)
+		if reg.Count() != 0 {
+			t.Errorf("registry holds %d sessions", reg.Count())
+		}
+	})
+}
+
+// TestRelayProxyHeader: behind a PROXY header the client's bytes come in
+// order from the login's reader, then from the header's reader, then
+// from the socket, which the poller watches.
+func TestRelayProxyHeader(t *testing.T) {
+	user, gwClient := tcpPair(t)
+	gwBackend, server := tcpPair(t)
+	user.Write([]byte("PROXY TCP4 192.0.2.1 192.0.2.2 1234 143\r\nA1 LOGIN\r\nA2 NOOP\r\n"))
+	conn, _, err := readProxyHeader(gwClient, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &ClientConn{conn: conn, R: bufio.NewReaderSize(conn, 16), W: bufio.NewWriter(conn)}
+	if line, err := cc.R.ReadString('\n'); err != nil || line != "A1 LOGIN\r\n" {
+		t.Fatalf("login line %q, %v", line, err)
+	}
+	var reg Registry
+	ended := make(chan [2]int64, 1)
+	StartRelay(cc, NewBackendConn(gwBackend), &Session{User: "u"}, &reg, func(in, out int64) { ended <- [2]int64{in, out} })
+	user.Write([]byte("A3 IDLE\r\n"))
+	want := "A2 NOOP\r\nA3 IDLE\r\n"
+	got := make([]byte, len(want))
+	server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(server, got); err != nil || string(got) != want {
+		t.Fatalf("backend got %q, %v; want %q", got, err, want)
+	}
+	user.Close()
+	select {
+	case c := <-ended:
+		if c[0] != int64(len(want)) {
+			t.Errorf("counted %d bytes in, want %d", c[0], len(want))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not end")
+	}
+}
+
+func expectClosed(t *testing.T, conns ...net.Conn) {
+	t.Helper()
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Error("a far end stayed open")
+		}
 	}
 }

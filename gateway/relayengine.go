@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
+)
+
+// A relayed session spends nearly all its life idle (IMAP IDLE, a mail
+// client left open), so what an idle session holds matters more than what
+// a copied chunk costs. Each way (client to backend, backend to client) is
+// a direction. Where its source is a plain TCP socket, a direction holds
+// nothing while nothing comes: no goroutine (whose stack would stay), no
+// buffer, no splice pipe. The Registry's poller watches the socket; when
+// bytes are ready a new goroutine moves exactly those (splicing them when
+// the destination is TCP too, the pipe going back to the runtime's pool
+// after), and hands the socket back to the poller once it has nothing
+// more. A source that cannot be watched that way (TLS: crypto/tls may
+// already hold records; elsewhere than Linux) keeps a goroutine blocked in
+// Read with a small buffer (copyBlocking).
+//
+// Whoever ends the session (a side closing, a kick, a stopping server)
+// goes through relay.close: closing a watched socket behind the relay's
+// back would take it out of the poller's set without an event, and its
+// direction would never end.
+
+// relay is one session's copying.
+type relay struct {
+	// client and backend are the connections (the client's without its
+	// PROXY-header reader, see newRelay).
+	client, backend net.Conn
+	dirs            [2]direction // client to backend ("in"), backend to client ("out")
+	live            atomic.Int32 // directions not ended
+	closed          atomic.Bool
+	reg             *Registry
+	sess            *Session
+	forgetCut       func()
+	end             func(in, out int64)
+}
+
+// Direction states. A direction is moved only by whoever takes it out of
+// dirArmed (the poller's event, or close) or by the goroutine it runs on.
+const (
+	dirNew     int32 = iota // not started
+	dirRunning              // a goroutine copies
+	dirArmed                // waiting in the poller, no goroutine
+	dirDone
+)
+
+// direction copies one way: the client's bytes to the backend, or (out)
+// the backend's to the client.
+type direction struct {
+	r      *relay
+	rc     syscall.RawConn // the source's, while the poller watches it
+	key    uint64          // the poller's handle (0: not in its table)
+	n      int64           // bytes written
+	state  atomic.Int32
+	out    bool
+	added  bool // the source is in the poller's set (later arms modify)
+	dstTCP bool
+}
+
+// ends returns the direction's source and destination.
+func (d *direction) ends() (src, dst net.Conn) {
+	if d.out {
+		return d.r.backend, d.r.client
+	}
+	return d.r.client, d.r.backend
+}
+
+// errNoPoller: the poller cannot watch sockets here; directions copy
+// with a blocking goroutine instead.
+var errNoPoller = errors.New("no poller for relayed sessions")
+
+// errWouldBlock: a watched source has nothing to read now.
+var errWouldBlock = errors.New("nothing to read yet")
+
+// newRelay prepares the copying between client and backend; start begins
+// it. A client connection behind a PROXY header reads first what its
+// header reader holds; the relay takes those bytes (see proxyBuffered)
+// and reads the socket itself, which the poller can watch.
+func newRelay(client, backend net.Conn) *relay {
+	if rc, ok := client.(*replayConn); ok {
+		if _, ok := rc.r.(*bufio.Reader); ok {
+			client = rc.Conn
+		}
+	}
+	return &relay{client: client, backend: backend}
+}
+
+// proxyBuffered returns the client's bytes that a PROXY header's reader
+// holds (read past the header, not yet taken by the login's reader).
+func proxyBuffered(c net.Conn) []byte {
+	if rc, ok := c.(*replayConn); ok {
+		if br, ok := rc.r.(*bufio.Reader); ok {
+			return lingering(br)
+		}
+	}
+	return nil
+}
+
+// Close ends the session (for ClientConn.CloseOnCut).
+func (r *relay) Close() error {
+	r.close()
+	return nil
+}
+
+// close ends the session: both connections close, directions waiting in
+// the poller end, running ones end as their reads and writes fail. end
+// is never called from here but from a goroutine of its own, so that
+// close may be called with locks held (a stopping server's).
+func (r *relay) close() {
+	if !r.closed.CompareAndSwap(false, true) {
+		return
+	}
+	r.client.Close()
+	r.backend.Close()
+	var waiting [2]*direction
+	for i := range r.dirs {
+		if d := &r.dirs[i]; d.state.CompareAndSwap(dirArmed, dirDone) {
+			waiting[i] = d
+		}
+	}
+	if waiting[0] != nil || waiting[1] != nil {
+		go func() {
+			for _, d := range waiting {
+				if d != nil {
+					r.ended(d)
+				}
+			}
+		}()
+	}
+}
+
+// start begins copying, fromClient and fromBackend first (bytes the login
+// read ahead), and registers s in reg meanwhile. end gets the bytes moved
+// each way once both directions have ended and both connections are
+// closed.
+func (r *relay) start(fromClient, fromBackend []byte, reg *Registry, s *Session, forgetCut func(), end func(in, out int64)) {
+	r.reg, r.sess, r.forgetCut, r.end = reg, s, forgetCut, end
+	r.live.Store(2)
+	first := [2][]byte{fromClient, fromBackend}
+	for i := range r.dirs {
+		d := &r.dirs[i]
+		d.r, d.out = r, i == 1
+		src, dst := d.ends()
+		_, d.dstTCP = dst.(*net.TCPConn)
+		if rc := watchable(src); rc != nil {
+			d.rc = rc
+			if key, err := reg.poll.add(d); err == nil {
+				d.key = key
+			} else {
+				d.rc = nil
+			}
+		}
+	}
+	for i := range r.dirs {
+		if d := &r.dirs[i]; d.rc != nil && len(first[i]) == 0 {
+			d.arm()
+		} else {
+			d.state.Store(dirRunning)
+			go d.run(first[i])
+		}
+	}
+}
+
+// run writes first, copies while the source has bytes ready, then hands
+// the source to the poller; a source the poller does not watch is copied
+// until it ends.
+func (d *direction) run(first []byte) {
+	src, dst := d.ends()
+	if len(first) > 0 {
+		w, err := dst.Write(first)
+		d.n += int64(w)
+		if err != nil {
+			d.stop()
+			return
+		}
+	}
+	if d.rc == nil {
+		d.n += copyBlocking(dst, src)
+		d.stop()
+		return
+	}
+	for {
+		ready, err := peekReady(d.rc)
+		if errors.Is(err, errWouldBlock) {
+			d.arm()
+			return
+		}
+		if err != nil || ready == 0 || !d.move(src, dst, ready) {
+			d.stop()
+			return
+		}
+	}
+}
+
+// move copies what src has ready (ready < 0: some, count unknown).
+func (d *direction) move(src, dst net.Conn, ready int) bool {
+	if d.dstTCP && ready > 0 {
+		w, err := io.CopyN(dst, src, int64(ready))
+		d.n += w
+		return err == nil
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	if ready > 0 && ready < len(buf) {
+		buf = buf[:ready]
+	}
+	r, err := src.Read(buf)
+	if r > 0 {
+		w, werr := dst.Write(buf[:r])
+		d.n += int64(w)
+		if werr != nil {
+			return false
+		}
+	}
+	return err == nil
+}
+
+// arm hands d to the poller. The caller lets go of d: from here the
+// poller's event or close moves it. Where the poller cannot take it (the
+// session is closing and the socket is gone, or the kernel refused), d
+// copies on a blocking goroutine instead, which ends at once if the
+// socket is closed.
+func (d *direction) arm() {
+	first := !d.added
+	d.added = true
+	d.state.Store(dirArmed)
+	if d.r.reg.poll.arm(d, d.key, first) == nil {
+		return
+	}
+	if d.state.CompareAndSwap(dirArmed, dirRunning) {
+		d.rc = nil
+		go d.run(nil)
+	}
+}
+
+// stop ends the session from d's own goroutine (its source ended, or a
+// read or write failed) and ends d.
+func (d *direction) stop() {
+	d.r.close()
+	d.state.Store(dirDone)
+	d.r.ended(d)
+}
+
+// ended counts d out; the last direction out finishes the session.
+func (r *relay) ended(d *direction) {
+	if d.key != 0 {
+		r.reg.poll.remove(d.key)
+	}
+	if r.live.Add(-1) > 0 {
+		return
+	}
+	r.reg.Remove(r.sess)
+	if r.forgetCut != nil {
+		r.forgetCut()
+	}
+	r.end(r.dirs[0].n, r.dirs[1].n)
+}
