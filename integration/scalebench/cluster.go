@@ -198,23 +198,26 @@ func (c *cluster) dbSize() (size, inUse int64, err error) {
 }
 
 // compactDefrag drops the history before the current revision and
-// defragments every member, so that the database holds what is stored now.
-func (c *cluster) compactDefrag() error {
+// defragments every member, so that the database holds what is stored
+// now. It returns how long each step took: both block the member.
+func (c *cluster) compactDefrag() (compact, defrag time.Duration, err error) {
 	rev, err := c.revision()
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	ctx, cancel := c.ctx()
 	defer cancel()
+	t0 := time.Now()
 	if _, err := c.cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil && !strings.Contains(err.Error(), "compacted") {
-		return fmt.Errorf("compact: %w", err)
+		return 0, 0, fmt.Errorf("compact: %w", err)
 	}
+	t1 := time.Now()
 	for _, ep := range c.endpoints {
 		if _, err := c.cli.Defragment(ctx, ep); err != nil {
-			return fmt.Errorf("defragment %s: %w", ep, err)
+			return 0, 0, fmt.Errorf("defragment %s: %w", ep, err)
 		}
 	}
-	return nil
+	return t1.Sub(t0), time.Since(t1), nil
 }
 
 // oneAssignment returns a stored assignment's key and value as stored.

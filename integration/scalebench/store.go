@@ -70,6 +70,10 @@ type size struct {
 	FreshStartMS  float64     `json:"fresh_gateway_start_ms"`
 	FreshHeap     uint64      `json:"fresh_gateway_heap_bytes"`
 	FreshPSSKiB   int64       `json:"fresh_gateway_pss_kib"`
+	// CompactS and DefragS: how long the compaction and the
+	// defragmentation (of every member, one after the other) took.
+	CompactS float64 `json:"compact_s"`
+	DefragS  float64 `json:"defrag_s"`
 	// FencedS: how long a gateway stayed fenced after the compaction
 	// and defragmentation (which block the member) before it served
 	// again; -1: it did not within two minutes.
@@ -263,9 +267,11 @@ func measureSize(t *runTB, c *cluster, gws []*child, n int) size {
 	if s.DBSize, s.DBInUse, err = c.dbSize(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.compactDefrag(); err != nil {
+	comp, defrag, err := c.compactDefrag()
+	if err != nil {
 		t.Fatal(err)
 	}
+	s.CompactS, s.DefragS = comp.Seconds(), defrag.Seconds()
 	if s.DBDefrag, _, err = c.dbSize(); err != nil {
 		t.Fatal(err)
 	}
@@ -275,6 +281,14 @@ func measureSize(t *runTB, c *cluster, gws []*child, n int) size {
 	m, _ := fresh.call(request{Op: "mem"})
 	s.FreshHeap, s.FreshPSSKiB = m.HeapAlloc, m.PSSKiB
 	fresh.stop()
+	if f := waitUnfenced(t, c.kind, gws); f < 0 || s.FencedS < 0 {
+		s.FencedS = -1
+	} else {
+		s.FencedS += f
+	}
+	if s.FencedS < 0 || s.FencedS > 1 {
+		log.Printf("%s with %d users: gateways fenced for %.0f s (-1: more than two minutes)", c.kind, s.Users, s.FencedS)
+	}
 	log.Printf("%s with %d users: gateway heap %.1f MiB, fresh gateway loaded in %.0f ms, db %.1f MiB (%.1f MiB defragmented)",
 		c.kind, s.Users, float64(s.GatewayHeap[1])/(1<<20), s.FreshStartMS, float64(s.DBSize)/(1<<20), float64(s.DBDefrag)/(1<<20))
 	return s
