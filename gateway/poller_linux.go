@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"net"
 	"os"
 	"sync"
@@ -166,18 +167,23 @@ func (p *poller) run(rc syscall.RawConn) {
 }
 
 // watchable returns the raw connection of a source the poller can watch:
-// a TCP socket (what splice and SIOCINQ know). Anything else (TLS, whose
-// records crypto/tls may already hold) is read by a blocking goroutine.
-func watchable(c net.Conn) syscall.RawConn {
+// a TCP socket, or TLS straight over one (isTLS; crypto/tls may hold
+// records the socket no longer shows, see direction.runTLS). Anything
+// else (TLS over a PROXY header's reader, which may hold bytes of its
+// own) is read by a blocking goroutine.
+func watchable(c net.Conn) (rc syscall.RawConn, isTLS bool) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c, isTLS = tc.NetConn(), true
+	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return nil
+		return nil, false
 	}
-	return rc
+	return rc, isTLS
 }
 
 // peekReady says, without blocking and without reading, what the source

@@ -16,5 +16,5 @@ type poller struct{}
 func (*poller) add(*direction) (uint64, error)         { return 0, errNoPoller }
 func (*poller) remove(uint64)                          {}
 func (*poller) arm(*direction, uint64, bool) error     { return errNoPoller }
-func watchable(net.Conn) syscall.RawConn               { return nil }
+func watchable(net.Conn) (syscall.RawConn, bool)       { return nil, false }
 func peekReady(syscall.RawConn) (ready int, err error) { return 0, errNoPoller }

@@ -263,49 +263,84 @@ func lingering(r *bufio.Reader) []byte {
 	return append([]byte(nil), b...)
 }
 
-// smallReadSize is what a relay from a TLS client holds while it waits.
-// Commands of an idle IMAP/POP3/Sieve session fit in it; bigger reads
-// (APPEND, PUTSCRIPT) continue into a pooled buffer (see copyBlocking).
+// smallReadSize is what a relay from a TLS source holds while it waits
+// in Read. Commands of an idle IMAP/POP3/Sieve session fit in it; bigger
+// reads (APPEND, PUTSCRIPT) continue into a pooled buffer (see copyOnce).
 const smallReadSize = 2048
 
+// smallPool holds those buffers for TLS sources the poller watches: they
+// read only once bytes are there.
+var smallPool = sync.Pool{New: func() any { b := make([]byte, smallReadSize); return &b }}
+
 // copyBlocking copies from a source that cannot be watched for
-// readability (TLS, or a connection behind a PROXY header), so it must
-// block in Read with a buffer in hand: a small one. When a read fills it,
-// more is probably there, so the bytes move to a pooled buffer which takes
-// whatever the source can give without waiting — crypto/tls holds the rest
-// of a record, often the next records too — and goes out in one write.
-// Without waiting means a read deadline already past: a Read then returns
-// what is buffered, or times out at once without touching the socket (a
-// timeout does not break a tls.Conn). Waiting with the big buffer instead
-// would either hold it through idle time or, for a message that ends
-// exactly at the small buffer's size, hold back bytes the other side
-// needs before it sends more.
+// readability (TLS over a PROXY header's reader, or anything where the
+// poller is not available), so it must block in Read with a buffer in
+// hand: a small one (see copyOnce).
 func copyBlocking(dst io.Writer, src net.Conn) int64 {
 	var n int64
 	small := make([]byte, smallReadSize)
 	for {
-		r, err := src.Read(small)
-		out := small[:r]
-		var bp *[]byte
-		if r == len(small) && err == nil {
-			bp = bufPool.Get().(*[]byte)
-			big := *bp
-			copy(big, small)
-			r, err = drain(src, big, r)
-			out = big[:r]
+		w, err := copyOnce(dst, src, small)
+		n += w
+		if err != nil {
+			return n
 		}
-		if len(out) > 0 {
-			w, werr := dst.Write(out)
+	}
+}
+
+// copyOnce waits in Read with small, and writes what came. When a read
+// fills it, more is probably there, so the bytes move to a pooled buffer
+// which takes whatever the source can give without waiting — crypto/tls
+// holds the rest of a record, often the next records too — and goes out
+// in one write. Without waiting means a read deadline already past: a
+// Read then returns what is buffered, or times out at once without
+// touching the socket (a timeout does not break a tls.Conn). Waiting with
+// the big buffer instead would either hold it through idle time or, for
+// a message that ends exactly at the small buffer's size, hold back bytes
+// the other side needs before it sends more.
+func copyOnce(dst io.Writer, src net.Conn, small []byte) (int64, error) {
+	r, err := src.Read(small)
+	out := small[:r]
+	var bp *[]byte
+	if r == len(small) && err == nil {
+		bp = bufPool.Get().(*[]byte)
+		big := *bp
+		copy(big, small)
+		r, err = drain(src, big, r)
+		out = big[:r]
+	}
+	var n int64
+	if len(out) > 0 {
+		w, werr := dst.Write(out)
+		n = int64(w)
+		if werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if bp != nil {
+		bufPool.Put(bp)
+	}
+	return n, err
+}
+
+// copyBuffered writes all that src holds already (crypto/tls's decoded
+// or whole records), without touching the socket.
+func copyBuffered(dst io.Writer, src net.Conn) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	var n int64
+	for {
+		r, err := drain(src, *bp, 0)
+		if r > 0 {
+			w, werr := dst.Write((*bp)[:r])
 			n += int64(w)
 			if werr != nil && err == nil {
 				err = werr
 			}
 		}
-		if bp != nil {
-			bufPool.Put(bp)
-		}
-		if err != nil {
-			return n
+		// A buffer not filled: src had no more without its socket.
+		if err != nil || r < len(*bp) {
+			return n, err
 		}
 	}
 }

@@ -233,8 +233,10 @@ func sendUneven(w io.Writer, b []byte) error {
 // goroutine per direction), and through io.Copy (a kernel splice that
 // holds its pipes while idle, which the relay used before it learned to
 // wait for readable). tls: a TLS client's upload to a backend socket
-// through copyBlocking (2 KiB held while idle), and through io.CopyBuffer
-// with a 16 KiB buffer (held while idle).
+// through a whole relay (the poller watching the TLS socket, nothing held
+// while idle), through copyBlocking (2 KiB held while idle, what the relay
+// did before), and through io.CopyBuffer with a 16 KiB buffer (held while
+// idle).
 //
 //	go test ./gateway -run '^$' -bench RelayThroughput -benchtime 2s -count 3
 func BenchmarkRelayThroughput(b *testing.B) {
@@ -246,6 +248,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 	}{
 		{"tcp/relay", false, func(dst, src net.Conn) { relayConns(src, dst) }},
 		{"tcp/io.Copy", false, func(dst, src net.Conn) { io.Copy(dst, src) }},
+		{"tls/relay", true, func(dst, src net.Conn) { relayConns(src, dst) }},
 		{"tls/copyBlocking", true, func(dst, src net.Conn) { copyBlocking(dst, src) }},
 		{"tls/io.CopyBuffer-16K", true, func(dst, src net.Conn) {
 			io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, 16<<10))
@@ -316,14 +319,18 @@ func TestRelayUrgentData(t *testing.T) {
 // idleRelays starts n relays through StartRelay, each between a client
 // and a backend TCP pair, and returns the far ends and the channel each
 // relay's end reports on.
-// Its goroutines count is NumGoroutine's rise from the relays' start.
-func idleRelays(t *testing.T, reg *Registry, n int) (users, servers []net.Conn, ended chan [2]int64, goroutines int) {
+// goroutines counts NumGoroutine's rise from the relays' start.
+func idleRelays(t *testing.T, reg *Registry, n int, overTLS bool) (users, servers []net.Conn, ended chan [2]int64, goroutines func() int) {
 	t.Helper()
 	ended = make(chan [2]int64, n)
 	var gwClients, gwBackends []net.Conn
 	for range n {
 		user, gwClient := tcpPair(t)
 		gwBackend, server := tcpPair(t)
+		if overTLS {
+			user, gwClient = tlsPair(t)
+			gwBackend, server = tlsPair(t)
+		}
 		users, servers = append(users, user), append(servers, server)
 		gwClients, gwBackends = append(gwClients, gwClient), append(gwBackends, gwBackend)
 	}
@@ -332,20 +339,36 @@ func idleRelays(t *testing.T, reg *Registry, n int) (users, servers []net.Conn, 
 		cc := &ClientConn{conn: gwClients[i], R: bufio.NewReader(gwClients[i]), W: bufio.NewWriter(gwClients[i])}
 		StartRelay(cc, NewBackendConn(gwBackends[i]), &Session{User: "u"}, reg, func(in, out int64) { ended <- [2]int64{in, out} })
 	}
-	return users, servers, ended, runtime.NumGoroutine() - before
+	return users, servers, ended, func() int { return runtime.NumGoroutine() - before }
 }
 
-// TestRelayIdleHoldsNoGoroutine: idle plain-TCP sessions wait in the
-// Registry's poller, not in goroutines of their own, and still relay
-// both ways when bytes come; once they are over the poller goes too.
+// TestRelayIdleHoldsNoGoroutine: idle sessions, over plain TCP and over
+// TLS, wait in the Registry's poller, not in goroutines of their own, and
+// still relay both ways when bytes come; once they are over the poller
+// goes too.
 func TestRelayIdleHoldsNoGoroutine(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the poller is Linux's epoll")
 	}
+	for _, overTLS := range []bool{false, true} {
+		name := "tcp"
+		if overTLS {
+			name = "tls"
+		}
+		t.Run(name, func(t *testing.T) { testRelayIdle(t, overTLS) })
+	}
+}
+
+func testRelayIdle(t *testing.T, overTLS bool) {
 	const n = 50
 	var reg Registry
-	users, servers, ended, g := idleRelays(t, &reg, n)
-	if g > 1 {
+	users, servers, ended, g := idleRelays(t, &reg, n, overTLS)
+	// A TLS direction starts on a goroutine (crypto/tls may hold records
+	// already) and hands its socket to the poller when it finds none.
+	for deadline := time.Now().Add(10 * time.Second); g() > 1 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if g := g(); g > 1 {
 		t.Errorf("%d idle sessions hold %d goroutines, want at most the poller's", n, g)
 	}
 	buf := make([]byte, 5)

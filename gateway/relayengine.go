@@ -63,6 +63,8 @@ type direction struct {
 	out    bool
 	added  bool // the source is in the poller's set (later arms modify)
 	dstTCP bool
+	// tls: the source is TLS over the watched socket (see runTLS).
+	tls bool
 }
 
 // ends returns the direction's source and destination.
@@ -150,8 +152,8 @@ func (r *relay) start(fromClient, fromBackend []byte, reg *Registry, s *Session,
 		d.r, d.out = r, i == 1
 		src, dst := d.ends()
 		_, d.dstTCP = dst.(*net.TCPConn)
-		if rc := watchable(src); rc != nil {
-			d.rc = rc
+		if rc, isTLS := watchable(src); rc != nil {
+			d.rc, d.tls = rc, isTLS
 			if key, err := reg.poll.add(d); err == nil {
 				d.key = key
 			} else {
@@ -159,8 +161,10 @@ func (r *relay) start(fromClient, fromBackend []byte, reg *Registry, s *Session,
 			}
 		}
 	}
+	// A TLS source may hold records already (read past the login's last
+	// line): it starts by copying them.
 	for i := range r.dirs {
-		if d := &r.dirs[i]; d.rc != nil && len(first[i]) == 0 {
+		if d := &r.dirs[i]; d.rc != nil && !d.tls && len(first[i]) == 0 {
 			d.arm()
 		} else {
 			d.state.Store(dirRunning)
@@ -187,6 +191,10 @@ func (d *direction) run(first []byte) {
 		d.stop()
 		return
 	}
+	if d.tls {
+		d.runTLS(src, dst)
+		return
+	}
 	for {
 		ready, err := peekReady(d.rc)
 		if errors.Is(err, errWouldBlock) {
@@ -194,6 +202,45 @@ func (d *direction) run(first []byte) {
 			return
 		}
 		if err != nil || ready == 0 || !d.move(src, dst, ready) {
+			d.stop()
+			return
+		}
+	}
+}
+
+// runTLS copies from a TLS source whose socket the poller watches: what
+// crypto/tls holds first, then, while the socket has bytes, a read that
+// waits for the next record (with a small buffer: a record may come in
+// pieces); when neither has anything, the socket goes back to the poller.
+func (d *direction) runTLS(src, dst net.Conn) {
+	var small *[]byte
+	defer func() {
+		if small != nil {
+			smallPool.Put(small)
+		}
+	}()
+	for {
+		w, err := copyBuffered(dst, src)
+		d.n += w
+		if err != nil {
+			d.stop()
+			return
+		}
+		ready, err := peekReady(d.rc)
+		if errors.Is(err, errWouldBlock) {
+			d.arm()
+			return
+		}
+		if err != nil || ready == 0 {
+			d.stop()
+			return
+		}
+		if small == nil {
+			small = smallPool.Get().(*[]byte)
+		}
+		w, err = copyOnce(dst, src, *small)
+		d.n += w
+		if err != nil {
 			d.stop()
 			return
 		}
