@@ -197,27 +197,86 @@ func (c *cluster) dbSize() (size, inUse int64, err error) {
 	return st.DbSize, st.DbSizeInUse, nil
 }
 
+// stalls is the longest a read and a lease renewal waited for the
+// member while something else ran.
+type stalls struct {
+	Read    time.Duration `json:"read_ns"`
+	Renewal time.Duration `json:"renewal_ns"`
+}
+
+// probe reads and renews a lease on the first member back to back until
+// stop is closed, and returns the longest waits.
+func (c *cluster) probe(stop chan struct{}) <-chan stalls {
+	out := make(chan stalls, 1)
+	go func() {
+		var st stalls
+		ctx, cancel := c.ctx()
+		defer cancel()
+		g, err := c.cli.Grant(ctx, 60)
+		if err != nil {
+			out <- st
+			return
+		}
+		defer c.cli.Revoke(context.Background(), g.ID)
+		for {
+			select {
+			case <-stop:
+				out <- st
+				return
+			default:
+			}
+			t0 := time.Now()
+			c.cli.Get(ctx, "/scalebench/probe")
+			t1 := time.Now()
+			c.cli.KeepAliveOnce(ctx, g.ID)
+			st.Read = max(st.Read, t1.Sub(t0))
+			st.Renewal = max(st.Renewal, time.Since(t1))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return out
+}
+
 // compactDefrag drops the history before the current revision and
 // defragments every member, so that the database holds what is stored
-// now. It returns how long each step took: both block the member.
-func (c *cluster) compactDefrag() (compact, defrag time.Duration, err error) {
+// now. It returns how long each step took and the longest a read and a
+// lease renewal waited meanwhile.
+func (c *cluster) compactDefrag() (compact, defrag time.Duration, compactStall, defragStall stalls, err error) {
 	rev, err := c.revision()
 	if err != nil {
-		return 0, 0, err
+		return
 	}
 	ctx, cancel := c.ctx()
 	defer cancel()
+	stop := make(chan struct{})
+	probed := c.probe(stop)
+	time.Sleep(100 * time.Millisecond)
 	t0 := time.Now()
-	if _, err := c.cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil && !strings.Contains(err.Error(), "compacted") {
-		return 0, 0, fmt.Errorf("compact: %w", err)
+	if _, err = c.cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil && !strings.Contains(err.Error(), "compacted") {
+		close(stop)
+		<-probed
+		err = fmt.Errorf("compact: %w", err)
+		return
 	}
 	t1 := time.Now()
+	close(stop)
+	compactStall = <-probed
+	stop = make(chan struct{})
+	probed = c.probe(stop)
+	time.Sleep(100 * time.Millisecond)
+	t2 := time.Now()
 	for _, ep := range c.endpoints {
-		if _, err := c.cli.Defragment(ctx, ep); err != nil {
-			return 0, 0, fmt.Errorf("defragment %s: %w", ep, err)
+		if _, err = c.cli.Defragment(ctx, ep); err != nil {
+			close(stop)
+			<-probed
+			err = fmt.Errorf("defragment %s: %w", ep, err)
+			return
 		}
 	}
-	return t1.Sub(t0), time.Since(t1), nil
+	defrag = time.Since(t2)
+	close(stop)
+	defragStall = <-probed
+	return t1.Sub(t0), defrag, compactStall, defragStall, nil
 }
 
 // oneAssignment returns a stored assignment's key and value as stored.

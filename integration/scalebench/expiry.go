@@ -100,7 +100,7 @@ func benchExpiry(t *runTB, dir string, n, waves, conc int) expiryResult {
 		waited := waitSwept()
 		s := measure(step + " expired")
 		s.WaitedS = waited
-		if _, _, err := c.compactDefrag(); err == nil {
+		if _, _, _, _, err := c.compactDefrag(); err == nil {
 			m, _ := c.members[0].call(request{Op: "mem"})
 			s.MemberHeapCompacted = m.HeapAlloc
 		}

@@ -54,7 +54,20 @@ func main() {
 	sessionStore := flag.String("session-store", "memory", "the session gateway's director store: memory or embedded")
 	jsonOut := flag.Bool("json", false, "print the results as JSON")
 	keep := flag.Bool("keep", false, "keep the working directory (logs)")
+	print := flag.String("print", "", "print the tables of an earlier run's -json output instead of measuring")
 	flag.Parse()
+	if *print != "" {
+		b, err := os.ReadFile(*print)
+		if err != nil {
+			log.Fatal(err)
+		}
+		var res results
+		if err := json.Unmarshal(b, &res); err != nil {
+			log.Fatal(err)
+		}
+		printResults(os.Stdout, res)
+		return
+	}
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("scalebench: ")
 

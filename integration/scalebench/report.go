@@ -43,7 +43,7 @@ func printStore(w io.Writer, s storeResult) {
 	}
 	tw.Flush()
 	tw = table(w)
-	fmt.Fprintln(tw, "known users\tgateway heap MiB (each)\tgateway PSS MiB\tmember heap MiB\tmember PSS MiB\tdb MiB\tdb in use MiB\tdb defragmented MiB\tcompact s\tdefrag s\tgateways fenced s\tfresh gateway start ms\tfresh gateway heap MiB\t")
+	fmt.Fprintln(tw, "known users\tgateway heap MiB (each)\tgateway PSS MiB\tmember heap MiB\tmember PSS MiB\tdb MiB\tdb in use MiB\tdb defragmented MiB\tcompact s (stall)\tdefrag s (stall)\tgateways fenced s\tfresh gateway start ms\tfresh gateway heap MiB\t")
 	for _, x := range s.Scale {
 		var heaps, pss, mh, mp []string
 		for i := range x.GatewayHeap {
@@ -51,12 +51,16 @@ func printStore(w io.Writer, s storeResult) {
 			pss = append(pss, fmt.Sprintf("%.1f", float64(x.GatewayPSSKiB[i])/1024))
 		}
 		for _, m := range x.Members {
-			mh = append(mh, fmt.Sprintf("%.1f", mib(m.HeapAlloc)))
+			if m.HeapAlloc == 0 {
+				mh = append(mh, "-") // a Debian etcd: no heap figure
+			} else {
+				mh = append(mh, fmt.Sprintf("%.1f", mib(m.HeapAlloc)))
+			}
 			mp = append(mp, fmt.Sprintf("%.1f", float64(m.PSSKiB)/1024))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%.0f\t%.0f\t%.1f\t\n", x.Users, strings.Join(heaps, " "), strings.Join(pss, " "),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.2f (%.2f)\t%.2f (%.2f)\t%.0f\t%.0f\t%.1f\t\n", x.Users, strings.Join(heaps, " "), strings.Join(pss, " "),
 			strings.Join(mh, " "), strings.Join(mp, " "), mib(uint64(x.DBSize)), mib(uint64(x.DBInUse)), mib(uint64(x.DBDefrag)),
-			x.CompactS, x.DefragS, x.FencedS, x.FreshStartMS, mib(x.FreshHeap))
+			x.CompactS, x.CompactStallS, x.DefragS, x.DefragStallS, x.FencedS, x.FreshStartMS, mib(x.FreshHeap))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "per known user: gateway heap %.0f B (a fresh gateway's %.0f B); etcd member heap %.0f B, PSS %.0f B (each member); db %.1f MiB per 100k (%.1f MiB defragmented, %.0f B per assignment)\n",

@@ -74,6 +74,11 @@ type size struct {
 	// defragmentation (of every member, one after the other) took.
 	CompactS float64 `json:"compact_s"`
 	DefragS  float64 `json:"defrag_s"`
+	// CompactStallS and DefragStallS: the longest a read or a lease
+	// renewal on the first member waited meanwhile (a gateway is fenced
+	// when its renewals wait 14 s).
+	CompactStallS float64 `json:"compact_stall_s"`
+	DefragStallS  float64 `json:"defrag_stall_s"`
 	// FencedS: how long a gateway stayed fenced after the compaction
 	// and defragmentation (which block the member) before it served
 	// again; -1: it did not within two minutes.
@@ -267,11 +272,13 @@ func measureSize(t *runTB, c *cluster, gws []*child, n int) size {
 	if s.DBSize, s.DBInUse, err = c.dbSize(); err != nil {
 		t.Fatal(err)
 	}
-	comp, defrag, err := c.compactDefrag()
+	comp, defrag, cst, dst, err := c.compactDefrag()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.CompactS, s.DefragS = comp.Seconds(), defrag.Seconds()
+	s.CompactStallS = max(cst.Read, cst.Renewal).Seconds()
+	s.DefragStallS = max(dst.Read, dst.Renewal).Seconds()
 	if s.DBDefrag, _, err = c.dbSize(); err != nil {
 		t.Fatal(err)
 	}
