@@ -150,7 +150,7 @@ func (e *env) cases() map[string]*benchCase {
 			p, label = "imaps", "imaps"
 		}
 		cannot := func(t *target) string {
-			if t.pids == nil {
+			if t.pids == nil || t.restart == nil {
 				return "no proxy in between"
 			}
 			return offers(p)(t)

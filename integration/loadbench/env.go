@@ -41,6 +41,10 @@ type target struct {
 	cannot map[string]string
 	// skip says why the target cannot be measured at all.
 	skip string
+	// restart starts the proxy afresh (the idle case measures a fresh
+	// process: memory that earlier sessions left free in its allocator
+	// would otherwise take new sessions without growing it).
+	restart func() error
 }
 
 // env is what a run starts: the backends, the users, and the targets.
@@ -53,6 +57,9 @@ type env struct {
 	mailRoot string
 	backends []*harness.Dovecot
 	hosts    []director.Host
+	// placement is the ring of the backends, made once: looking a user up
+	// costs the load generator next to nothing.
+	placement *director.Ring
 	// ports are the backends' ports, the same on both addresses.
 	ports map[string]int
 	// users are the users of the login, LMTP and idle cases, half of them
@@ -82,7 +89,7 @@ func password(user string) string { return "pw-" + user }
 // ring is the backend Dovecot 2.3's Director, and maildirector, place a
 // user on when nothing else is known about it.
 func (e *env) ring(user string) string {
-	ip, _ := director.NewRing(e.hosts).Lookup(director.UserHash(auth.LowerASCII(user)))
+	ip, _ := e.placement.Lookup(director.UserHash(auth.LowerASCII(user)))
 	return ip
 }
 
@@ -122,6 +129,7 @@ func setup(o *options) (*env, error) {
 	if e.hosts, err = director.ParseHosts(backendIPs); err != nil {
 		return nil, err
 	}
+	e.placement = director.NewRing(e.hosts)
 	for _, tool := range []string{"dovecot", "doveadm"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("%s is not installed (Debian: dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved): the backends need it", tool)
@@ -205,7 +213,59 @@ func setup(o *options) (*env, error) {
 			e.targets = append(e.targets, t)
 		}
 	}
+	if err := e.checkPlacement(); err != nil {
+		e.stop()
+		return nil, err
+	}
 	return e, nil
+}
+
+// checkPlacement makes sure every proxy places users where direct clients
+// reach them: for each proxy and backend, a user the ring puts there logs
+// in through the proxy, and the backends say where its session is.
+func (e *env) checkPlacement() error {
+	for k, t := range e.targets {
+		if t.addrs == nil || t.addrs["imap"] == "" {
+			continue
+		}
+		for _, ip := range backendIPs {
+			u := e.byBackend[ip][k]
+			c, err := imapSession(t.addrs["imap"], 0, false, u)
+			if err != nil {
+				return fmt.Errorf("%s: a first login of %s: %w", t.name, u, err)
+			}
+			var on []string
+			for _, b := range e.backends {
+				who, err := b.Who()
+				if err != nil {
+					c.close()
+					return err
+				}
+				for _, w := range who {
+					if w.User == u {
+						on = append(on, b.Opts.IP)
+						break
+					}
+				}
+			}
+			c.close()
+			if len(on) != 1 || on[0] != ip {
+				return fmt.Errorf("%s placed %s on %v, the ring (and so direct) on %s: the targets would not do the same work", t.name, u, on, ip)
+			}
+		}
+	}
+	logf("placement checked: every proxy puts users on the backend direct clients reach")
+	// Every user logs in once through every target before anything is
+	// timed: the director's assignments exist (a first placement is the
+	// cluster case's subject), the backends' processes and indexes are warm.
+	for _, t := range e.targets {
+		for i, u := range e.users {
+			if _, err := oneLogin("imap", e.addr(t, "imap", u), i, u); err != nil {
+				return fmt.Errorf("%s: warm-up login of %s: %w", t.name, u, err)
+			}
+		}
+	}
+	return nil
 }
 
 // freeAddrs returns a free 127.0.0.1 address for each protocol.
@@ -271,7 +331,14 @@ func (e *env) startGateway() (*target, error) {
 	}
 	e.stops = append(e.stops, func() { gw.Stop(); os.RemoveAll(data) })
 	return &target{name: maildirector, addrs: addrs, cannot: map[string]string{},
-		pids: func() []int { return []int{gw.Pid()} }}, nil
+		pids: func() []int { return []int{gw.Pid()} },
+		restart: func() error {
+			g, err := gw.Restart(addrs["imap"])
+			if err == nil {
+				gw = g
+			}
+			return err
+		}}, nil
 }
 
 // shortDir is a new directory under /tmp: the embedded member's UNIX
@@ -314,7 +381,15 @@ func (e *env) startDirector() (*target, error) {
 	}
 	e.stops = append(e.stops, func() { d.Stop(); os.RemoveAll(dir) })
 	return &target{name: dovecotDir, addrs: addrs, cannot: map[string]string{},
-		pids: func() []int { return harness.ProcessTree(d.Pid()) }}, nil
+		pids: func() []int { return harness.ProcessTree(d.Pid()) },
+		restart: func() error {
+			d.Stop()
+			n, err := harness.StartDirector(d.Opts)
+			if err == nil {
+				d = n
+			}
+			return err
+		}}, nil
 }
 
 // startNginx runs nginx's mail proxy in front of the same backends; its
@@ -343,7 +418,15 @@ func (e *env) startNginx() (*target, error) {
 	e.stops = append(e.stops, n.Stop)
 	return &target{name: nginx, addrs: addrs,
 		cannot: map[string]string{"sieve": "nginx proxies no ManageSieve", "lmtp": "nginx proxies no LMTP"},
-		pids:   func() []int { return harness.ProcessTree(n.Pid()) }}, nil
+		pids:   func() []int { return harness.ProcessTree(n.Pid()) },
+		restart: func() error {
+			n.Stop()
+			m, err := harness.StartNginx(n.Opts)
+			if err == nil {
+				n = m
+			}
+			return err
+		}}, nil
 }
 
 // makeMaildirs creates users' maildirs as Dovecot would on a first login

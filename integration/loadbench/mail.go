@@ -263,7 +263,7 @@ func deliver(addr string, src int, rcpts []string) error {
 // the backends, a message is two deliveries, one per backend.
 func (e *env) lmtpRun(t *target) obs {
 	const clients = 8
-	a, b := e.byBackend[backendIPs[0]], e.byBackend[backendIPs[1]]
+	first, second := e.byBackend[backendIPs[0]], e.byBackend[backendIPs[1]]
 	counted := make([]int, clients)
 	clock := cpuClock{e, t}
 	var cpu [2][3]float64
@@ -271,7 +271,7 @@ func (e *env) lmtpRun(t *target) obs {
 	window, o := timedRun{
 		clients: clients, warmup: e.o.warmup, duration: e.o.duration,
 		op: func(i int, n int64, phase *atomic.Int32, o *obs) {
-			rcpts := []string{a[int(n)%len(a)], b[int(n)%len(b)]}
+			rcpts := []string{first[int(n)%len(first)], second[int(n)%len(second)]}
 			var err error
 			if t.addrs == nil {
 				for _, r := range rcpts {
@@ -310,21 +310,30 @@ func (e *env) lmtpRun(t *target) obs {
 	return o
 }
 
-// idleRun opens e.o.sessions logged-in IMAP sessions with INBOX selected
-// through t and reports the proxy's memory (PSS, summed over its
-// processes) and file descriptors per session.
+// idleRun restarts t's proxy, opens e.o.sessions logged-in IMAP sessions
+// with INBOX selected through it and reports its memory (PSS, summed over
+// its processes) and file descriptors per session.
 func (e *env) idleRun(t *target, useTLS bool) obs {
 	proto := "imap"
 	if useTLS {
 		proto = "imaps"
 	}
 	var o obs
-	// Warm up: one-time allocations are not a session's.
-	if c, err := imapSession(t.addrs[proto], 0, useTLS, e.users[0]); err == nil {
+	if err := t.restart(); err != nil {
+		o.fail(fmt.Errorf("restart: %w", err))
+		return o
+	}
+	// Warm up: one-time allocations (pools, TLS state, the login path's
+	// first use) are not a session's.
+	for i := 0; i < 32; i++ {
+		u := e.users[i%len(e.users)]
+		c, err := imapSession(t.addrs[proto], i, useTLS, u)
+		if err != nil {
+			o.fail(fmt.Errorf("warm-up: %w", err))
+			continue
+		}
 		c.imapCmd("z", "LOGOUT")
 		c.close()
-	} else {
-		o.fail(err)
 	}
 	time.Sleep(500 * time.Millisecond)
 	pss0, err0 := harness.PSSKiB(t.pids()...)

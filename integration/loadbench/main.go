@@ -146,6 +146,7 @@ func run() int {
 		os.Exit(130)
 	}()
 	r.Machine = machine()
+	r.Machine["load average at start"] = loadavg()
 	r.Skipped = e.skipped
 	for p, why := range e.skipped {
 		logf("%s: not measured: %s", p, why)
@@ -173,6 +174,7 @@ func run() int {
 		}
 		r.Cases = append(r.Cases, e.caseReport(c, targets))
 	}
+	r.Machine["load average at end"] = loadavg()
 	e.stop()
 	e.failures(r)
 	if o.json {
@@ -241,6 +243,20 @@ func summary(r obs) string {
 		parts = append(parts, fmt.Sprintf("%d FAILED (%s)", r.failures, strings.Join(r.errs, " | ")))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// loadavg is /proc/loadavg's 1, 5 and 15 minute figures: other work on
+// the machine shows there.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // machine describes where the run happened.
