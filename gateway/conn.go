@@ -164,8 +164,8 @@ type relogged struct {
 // front end added to it) is kept as it is.
 func (c *ClientConn) logLater() func() *slog.Logger {
 	if r := c.relogged; r.log != nil && r.log == c.Log {
-		base := c.baseLog
-		return func() *slog.Logger { return base.With("session", r.session, "service", r.service, "remote", r.remote) }
+		base, session, service, remote := c.baseLog, r.session, r.service, r.remote
+		return func() *slog.Logger { return base.With("session", session, "service", service, "remote", remote) }
 	}
 	log := c.Log
 	return func() *slog.Logger { return log }

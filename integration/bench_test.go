@@ -82,7 +82,14 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 }
 
 func benchIdleSessions(b *testing.B, tlsOn bool) {
-	e := startBackends(b, []string{"127.0.0.11", "127.0.0.12"}, 64)
+	// Each session is a Dovecot imap process: a backend's process_limit
+	// (3000 in the harness) must hold its share, which the ring makes
+	// uneven.
+	ips := []string{"127.0.0.11", "127.0.0.12"}
+	for i := 13; len(ips)*1500 < b.N; i++ {
+		ips = append(ips, fmt.Sprintf("127.0.0.%d", i))
+	}
+	e := startBackends(b, ips, 64)
 	tokens := filepath.Join(e.dir, "admin-tokens")
 	if err := os.WriteFile(tokens, []byte("bench "+adminToken+"\n"), 0o600); err != nil {
 		b.Fatal(err)
