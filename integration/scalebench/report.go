@@ -63,8 +63,12 @@ func printStore(w io.Writer, s storeResult) {
 			x.CompactS, x.CompactStallS, x.DefragS, x.DefragStallS, x.FencedS, x.FreshStartMS, mib(x.FreshHeap))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "per known user: gateway heap %.0f B (a fresh gateway's %.0f B); etcd member heap %.0f B, PSS %.0f B (each member); db %.1f MiB per 100k (%.1f MiB defragmented, %.0f B per assignment)\n",
-		s.GatewayHeapPerUser, s.FreshHeapPerUser, s.MemberHeapPerUser, s.MemberPSSPerUser, s.DBBytesPer100k/(1<<20), s.DBBytesPer100kDefrag/(1<<20), s.DBBytesPer100kDefrag/1e5)
+	heap := "-"
+	if s.MemberHeapPerUser != 0 {
+		heap = fmt.Sprintf("%.0f B", s.MemberHeapPerUser)
+	}
+	fmt.Fprintf(w, "per known user: gateway heap %.0f B (a fresh gateway's %.0f B); etcd member heap %s, PSS %.0f B (each member); db %.1f MiB per 100k (%.1f MiB defragmented, %.0f B per assignment)\n",
+		s.GatewayHeapPerUser, s.FreshHeapPerUser, heap, s.MemberPSSPerUser, s.DBBytesPer100k/(1<<20), s.DBBytesPer100kDefrag/(1<<20), s.DBBytesPer100kDefrag/1e5)
 }
 
 func printExpiry(w io.Writer, e expiryResult) {
