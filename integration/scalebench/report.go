@@ -105,7 +105,7 @@ func printSessions(w io.Writer, s sessionsResult) {
 	fmt.Fprintf(w, "per session (least squares): gateway PSS %.1f KiB (heap %.1f KiB, goroutine stacks %.1f KiB), %.2f fds, %.2f goroutines; Dovecot %.0f KiB; machine slab %.1f KiB (every socket and file of the session, both sides)\n",
 		x.PSSKiB, x.HeapBytes/1024, x.StackBytes/1024, x.FDs, x.Goroutines, x.DovecotKiB, x.SlabKiB)
 	if s.KernelPerSocketB > 0 {
-		fmt.Fprintf(w, "kernel memory per idle loopback TCP socket (calibrated with %d connected pairs): %.1f KiB; the gateway holds two per session\n", s.CalibrationPairs, s.KernelPerSocketB/1024)
+		fmt.Fprintf(w, "kernel memory per idle loopback TCP socket (socket, inode, file, dentry, epoll entry; %d connected pairs): %.1f KiB; the gateway holds two per session\n", s.CalibrationPairs, s.KernelPerSocketB/1024)
 	}
 	a := s.At100k
 	fmt.Fprintf(w, "at 100,000 sessions: gateway PSS %.0f MiB, %.0f fds, %.0f goroutines, kernel (its sockets) %.0f MiB\n", a.PSSMiB, a.FDs, a.Goroutines, a.KernelMiB)
