@@ -143,9 +143,13 @@ func (p *poller) run(rc syscall.RawConn) {
 				if err == unix.EINTR {
 					continue
 				}
-				// Nothing yet: park in Go's poller until the set is
-				// readable.
-				return n > 0 || err != nil
+				if err != nil {
+					n = 0
+				}
+				// Nothing yet (or a failure, which a closed set turns
+				// into Read's error): park in Go's poller until the set
+				// is readable.
+				return n > 0
 			}
 		})
 		if err != nil {
