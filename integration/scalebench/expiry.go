@@ -38,6 +38,11 @@ type expiryStep struct {
 	// member compacts history older than an hour by itself).
 	MemberHeapCompacted uint64  `json:"member_heap_compacted_bytes,omitempty"`
 	WaitedS             float64 `json:"waited_s,omitempty"`
+	// The member's database: its file and the part in use, and the file
+	// after compaction and defragmentation.
+	DBSize   int64 `json:"db_size,omitempty"`
+	DBInUse  int64 `json:"db_in_use,omitempty"`
+	DBDefrag int64 `json:"db_size_defragmented,omitempty"`
 }
 
 // benchExpiry places waves of n users on the embedded member, n/20 of the
@@ -61,6 +66,7 @@ func benchExpiry(t *runTB, dir string, n, waves, conc int) expiryResult {
 		o, _ := observer.call(request{Op: "mem"})
 		m, _ := c.members[0].call(request{Op: "mem"})
 		s.PlacerHeap, s.ObserverHeap, s.MemberHeap = p.HeapAlloc, o.HeapAlloc, m.HeapAlloc
+		s.DBSize, s.DBInUse, _ = c.dbSize()
 		log.Printf("expiry %s: %d stored; heap placer %.1f MiB, observer %.1f MiB, member %.1f MiB", step, s.Stored,
 			mib(s.PlacerHeap), mib(s.ObserverHeap), mib(s.MemberHeap))
 		return s
@@ -103,6 +109,7 @@ func benchExpiry(t *runTB, dir string, n, waves, conc int) expiryResult {
 		if _, _, _, _, err := c.compactDefrag(); err == nil {
 			m, _ := c.members[0].call(request{Op: "mem"})
 			s.MemberHeapCompacted = m.HeapAlloc
+			s.DBDefrag, _, _ = c.dbSize()
 		}
 		res.Steps = append(res.Steps, s)
 		if wave == 1 {

@@ -74,7 +74,7 @@ func printStore(w io.Writer, s storeResult) {
 func printExpiry(w io.Writer, e expiryResult) {
 	fmt.Fprintf(w, "\n== expiry: %s, user_expire %s, waves of %d users who log in once and leave, %d of the first wave staying ==\n", e.Cluster, e.UserExpire, e.Wave, e.Active)
 	tw := table(w)
-	fmt.Fprintln(tw, "step\tstored assignments\tplacer heap MiB\tobserver heap MiB\tmember heap MiB\tmember heap compacted MiB\twaited s\t")
+	fmt.Fprintln(tw, "step\tstored assignments\tplacer heap MiB\tobserver heap MiB\tmember heap MiB\tmember heap compacted MiB\tdb MiB (in use)\tdb defragmented MiB\twaited s\t")
 	for _, s := range e.Steps {
 		comp := "-"
 		if s.MemberHeapCompacted > 0 {
@@ -87,7 +87,14 @@ func printExpiry(w io.Writer, e expiryResult) {
 		if s.MemberHeap > 0 {
 			member = fmt.Sprintf("%.1f", mib(s.MemberHeap))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%s\t%s\t%.0f\t\n", s.Step, s.Stored, placer, mib(s.ObserverHeap), member, comp, s.WaitedS)
+		db, defrag := "-", "-"
+		if s.DBSize > 0 {
+			db = fmt.Sprintf("%.1f (%.1f)", mib(uint64(s.DBSize)), mib(uint64(s.DBInUse)))
+		}
+		if s.DBDefrag > 0 {
+			defrag = fmt.Sprintf("%.1f", mib(uint64(s.DBDefrag)))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%s\t%s\t%s\t%s\t%.0f\t\n", s.Step, s.Stored, placer, mib(s.ObserverHeap), member, comp, db, defrag, s.WaitedS)
 	}
 	tw.Flush()
 }
