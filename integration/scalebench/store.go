@@ -243,7 +243,7 @@ func runRate(t *runTB, c *cluster, gws []*child, idle []float64, kind string, n,
 	r.WritesPer = float64(rev1-rev0) / total
 	var gcpu float64
 	for i := range gws {
-		// Less than idle is noise of the 10 ms clock ticks: none.
+		// Less than the idle rate is that rate's own variance: none.
 		busy := max(float64(cpu1[i]-cpu0[i])-idle[i]*elapsed.Seconds(), 0)
 		gcpu += busy
 		if n == 1 && i > 0 {
