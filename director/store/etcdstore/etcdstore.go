@@ -30,6 +30,7 @@
 package etcdstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -102,8 +103,13 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu         sync.Mutex
-	users      map[string]entry
+	mu    sync.Mutex
+	users map[string]entry
+	// usersPeak is the most users the map has held since it was made: Go
+	// maps keep the room of their largest size, so once the users fall
+	// far below it the map is copied into one of the right size (the
+	// mirror follows the users active now, not the morning's peak).
+	usersPeak  int
 	hosts      map[string]director.HostRecord
 	moves      map[string]director.Move
 	members    map[string]string // lease (hex) -> name
@@ -485,12 +491,6 @@ func (s *Store) sweep(ctx context.Context, lease clientv3.LeaseID) error {
 		if !lowest {
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
-		resp, err := s.cli.Get(sctx, s.pfx+"users/", clientv3.WithPrefix())
-		cancel()
-		if err != nil {
-			continue
-		}
 		cutoff := time.Now().Add(-s.margin - s.slack)
 		var cmps []clientv3.Cmp
 		var ops []clientv3.Op
@@ -503,15 +503,20 @@ func (s *Store) sweep(ctx context.Context, lease clientv3.LeaseID) error {
 			}
 			cmps, ops = nil, nil
 		}
-		for _, kv := range resp.Kvs {
-			if a, ok := decodeAssignment(kv.Value); ok && a.Expires.Before(cutoff) {
-				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
-				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
-				n++
-				if len(ops) == maxBatch {
-					flush()
+		_, err := s.readPrefix(ctx, s.pfx+"users/", func(page []*mvccpb.KeyValue) {
+			for _, kv := range page {
+				if a, ok := decodeAssignment(kv.Value); ok && a.Expires.Before(cutoff) {
+					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+					ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+					n++
+					if len(ops) == maxBatch {
+						flush()
+					}
 				}
 			}
+		})
+		if err != nil {
+			continue
 		}
 		flush()
 		if n > 0 {
@@ -520,21 +525,62 @@ func (s *Store) sweep(ctx context.Context, lease clientv3.LeaseID) error {
 	}
 }
 
+// loadPage is how many keys one read of load or the sweep asks for: a
+// million assignments in one answer took 6–16 s to read on a busy box, a
+// deadline that grows with the site; pages of this size take
+// milliseconds each, every one under its own deadline.
+const loadPage = 10000
+
+// readPrefix reads every key under prefix at one revision, in pages,
+// handing each page to fn; it returns that revision.
+func (s *Store) readPrefix(ctx context.Context, prefix string, fn func([]*mvccpb.KeyValue)) (int64, error) {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	from := prefix
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout+s.cfg.LeaseTTL)
+		resp, err := s.cli.Get(pctx, from, opts...)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		fn(resp.Kvs)
+		if !resp.More || len(resp.Kvs) == 0 {
+			return rev, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
 // load reads everything under the prefix and replaces the mirror.
 func (s *Store) load(ctx context.Context) (int64, error) {
-	lctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout+s.cfg.LeaseTTL)
-	defer cancel()
-	resp, err := s.cli.Get(lctx, s.pfx, clientv3.WithPrefix())
+	var kvs []*mvccpb.KeyValue
+	rev, err := s.readPrefix(ctx, s.pfx, func(page []*mvccpb.KeyValue) { kvs = append(kvs, page...) })
 	if err != nil {
 		return 0, fmt.Errorf("loading: %w", err)
 	}
 	s.mu.Lock()
 	oldMoves := s.moves
 	s.users = map[string]entry{}
+	s.usersPeak = 0
 	s.hosts = map[string]director.HostRecord{}
 	s.moves = map[string]director.Move{}
 	s.members = map[string]string{}
-	for _, kv := range resp.Kvs {
+	// Hosts first, so that assignments share their backend names.
+	hostsPfx := []byte(s.pfx + "hosts/")
+	for _, kv := range kvs {
+		if bytes.HasPrefix(kv.Key, hostsPfx) {
+			s.applyLocked(kv, false)
+		}
+	}
+	for _, kv := range kvs {
 		s.applyLocked(kv, false)
 	}
 	var ended []string
@@ -554,7 +600,43 @@ func (s *Store) load(ctx context.Context) (int64, error) {
 	for _, m := range moves {
 		s.startMove(m)
 	}
-	return resp.Header.Revision, nil
+	return rev, nil
+}
+
+// setUserLocked stores e for key unless the mirror has something newer.
+func (s *Store) setUserLocked(key string, e entry) {
+	if old, have := s.users[key]; have && old.mod > e.mod {
+		return
+	}
+	s.users[key] = e
+	if n := len(s.users); n > s.usersPeak {
+		s.usersPeak = n
+	}
+}
+
+// shrinkBelow: a map that has fallen under a quarter of its peak (and
+// had at least this many users) is rebuilt.
+const shrinkBelow = 4096
+
+func (s *Store) deleteUserLocked(key string) {
+	delete(s.users, key)
+	if n := len(s.users); s.usersPeak >= shrinkBelow && n < s.usersPeak/4 {
+		m := make(map[string]entry, n)
+		for k, v := range s.users {
+			m[k] = v
+		}
+		s.users, s.usersPeak = m, n
+	}
+}
+
+// backendName returns the configured host's own copy of ip when there is
+// one: an assignment decoded from a value would otherwise keep the whole
+// value's bytes alive for its backend name, per user.
+func (s *Store) backendName(ip string) string {
+	if h, ok := s.hosts[ip]; ok {
+		return h.IP
+	}
+	return ip
 }
 
 // applyLocked puts one key-value into the mirror; it reports a new move.
@@ -564,13 +646,14 @@ func (s *Store) applyLocked(kv *mvccpb.KeyValue, deleted bool) (newMove *directo
 	switch kind {
 	case "users":
 		if deleted {
-			delete(s.users, rest)
+			s.deleteUserLocked(rest)
 			return
 		}
 		if a, ok := decodeAssignment(kv.Value); ok {
-			if e, have := s.users[rest]; !have || e.mod <= kv.ModRevision {
-				s.users[rest] = entry{a: a, mod: kv.ModRevision}
-			}
+			a.Backend = s.backendName(a.Backend)
+			// The key without the prefix, in memory of its own (rest
+			// is a slice of the whole key).
+			s.setUserLocked(strings.Clone(rest), entry{a: a, mod: kv.ModRevision})
 		}
 	case "hosts":
 		hostsChanged = true
@@ -783,15 +866,16 @@ func (s *Store) tryFinalize(ctx context.Context, id string) (done bool, err erro
 // move record (guard) stands, each only at the revision read.
 func (s *Store) deleteAssignmentsTo(ctx context.Context, backend string, guard clientv3.Cmp) error {
 	for attempt := 0; attempt < 10; attempt++ {
-		resp, err := s.cli.Get(ctx, s.pfx+"users/", clientv3.WithPrefix())
+		var kvs []*mvccpb.KeyValue
+		_, err := s.readPrefix(ctx, s.pfx+"users/", func(page []*mvccpb.KeyValue) {
+			for _, kv := range page {
+				if a, ok := decodeAssignment(kv.Value); ok && a.Backend == backend {
+					kvs = append(kvs, kv)
+				}
+			}
+		})
 		if err != nil {
 			return err
-		}
-		var kvs []*mvccpb.KeyValue
-		for _, kv := range resp.Kvs {
-			if a, ok := decodeAssignment(kv.Value); ok && a.Backend == backend {
-				kvs = append(kvs, kv)
-			}
 		}
 		if len(kvs) == 0 {
 			return nil
@@ -963,9 +1047,8 @@ func (s *Store) remember(key string, a director.Assignment, mod int64) {
 		return
 	}
 	s.mu.Lock()
-	if e, ok := s.users[key]; !ok || e.mod <= mod {
-		s.users[key] = entry{a: a, mod: mod}
-	}
+	a.Backend = s.backendName(a.Backend)
+	s.setUserLocked(key, entry{a: a, mod: mod})
 	s.mu.Unlock()
 }
 
@@ -1092,16 +1175,19 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Range implements director.Store.
 func (s *Store) Range(ctx context.Context, fn func(string, director.Assignment) bool) error {
-	resp, err := s.cli.Get(ctx, s.pfx+"users/", clientv3.WithPrefix())
-	if err != nil {
-		return fmt.Errorf("etcd: %w", err)
-	}
-	for _, kv := range resp.Kvs {
-		if a, ok := decodeAssignment(kv.Value); ok {
-			if !fn(strings.TrimPrefix(string(kv.Key), s.pfx+"users/"), a) {
-				break
+	more := true
+	_, err := s.readPrefix(ctx, s.pfx+"users/", func(page []*mvccpb.KeyValue) {
+		for _, kv := range page {
+			if !more {
+				return
+			}
+			if a, ok := decodeAssignment(kv.Value); ok {
+				more = fn(strings.TrimPrefix(string(kv.Key), s.pfx+"users/"), a)
 			}
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
 	}
 	return nil
 }
