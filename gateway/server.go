@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,9 +179,11 @@ type connState struct {
 	// (an LMTP DATA whose backends may already have delivered).
 	busy atomic.Bool
 
-	mu    sync.Mutex
-	cut   bool
-	extra map[io.Closer]struct{} // closed with the connection (CloseOnCut)
+	mu  sync.Mutex
+	cut bool
+	// extra is closed with the connection (CloseOnCut): a slice, not a
+	// map, as it holds one or two, for the whole of a relayed session.
+	extra []io.Closer
 }
 
 // closeOnCut registers x; the returned func forgets it.
@@ -191,13 +194,12 @@ func (st *connState) closeOnCut(x io.Closer) (forget func()) {
 		x.Close()
 		return func() {}
 	}
-	if st.extra == nil {
-		st.extra = map[io.Closer]struct{}{}
-	}
-	st.extra[x] = struct{}{}
+	st.extra = append(st.extra, x)
 	return func() {
 		st.mu.Lock()
-		delete(st.extra, x)
+		if i := slices.Index(st.extra, x); i >= 0 {
+			st.extra = slices.Delete(st.extra, i, i+1)
+		}
 		st.mu.Unlock()
 	}
 }
@@ -207,7 +209,7 @@ func (st *connState) cutAll() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.cut = true
-	for x := range st.extra {
+	for _, x := range st.extra {
 		x.Close()
 	}
 	st.extra = nil
@@ -438,7 +440,26 @@ func (s *Server) track(c net.Conn) (*connState, Limits) {
 }
 
 func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connState, limits Limits) {
-	defer s.wg.Done()
+	// end forgets the connection (by the accepted conn, its key in
+	// s.conns: c becomes the PROXY-header or TLS conn on the way), closes
+	// it and counts the handler out: when the handler returns, or, for a
+	// session the relay took over (ClientConn.handOff), once that is
+	// over, so that this goroutine and its stack need not wait through
+	// the session.
+	accepted := c
+	end := func() {
+		s.mu.Lock()
+		delete(s.conns, accepted)
+		s.mu.Unlock()
+		c.Close()
+		s.wg.Done()
+	}
+	h := &handoff{done: end}
+	defer func() {
+		if !h.taken {
+			end()
+		}
+	}()
 	// The connection counts as pre-login (counted by accept) until its
 	// ClientConn leaves that state (a relayed session) or it ends.
 	var cc *ClientConn
@@ -449,12 +470,6 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connSt
 		} else {
 			cc.leavePrelogin()
 		}
-	}()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
 	}()
 	defer func() {
 		// A bug in one session must not take the gateway down.
@@ -510,6 +525,7 @@ func (s *Server) handle(ctx context.Context, l *Listener, c net.Conn, st *connSt
 		cc.plEntry, cc.plTable = entry, table
 	}
 	cc.TLS = cc.TLS || lbTLS
+	cc.handoff = h
 	l.Handler.Serve(ctx, cc)
 }
 

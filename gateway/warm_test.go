@@ -97,7 +97,11 @@ func TestWarmPoolDropsClosed(t *testing.T) {
 	backendSide := <-g.conns
 	backendSide.Write([]byte("* BYE going away\r\n"))
 	backendSide.Close()
-	time.Sleep(50 * time.Millisecond) // the FIN arrives
+	waitFor(t, "the FIN to arrive", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.idle[addr]) == 1 && !established(w.idle[addr][0].conn)
+	})
 	if c := w.Take(addr); c != nil {
 		c.Close()
 		t.Fatal("a connection the backend closed was handed out")
