@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,8 +29,10 @@ import (
 // epoll_wait.
 //
 // The set exists while some direction uses it: the first one creates it
-// and starts the reading goroutine, the last one's end closes it, so that
-// an idle gateway (or a test's Registry) keeps nothing.
+// and starts the reading goroutine; once the last one has ended it is
+// closed after pollerLinger, so that an idle gateway (or a test's
+// Registry) keeps nothing, while one serving logins one at a time does
+// not make and close a set (four system calls and a goroutine) for each.
 type poller struct {
 	mu   sync.Mutex
 	epfd int      // valid while file != nil
@@ -40,7 +43,12 @@ type poller struct {
 	slots []pollSlot
 	free  []int32
 	used  int
+	// linger closes the set once nothing has used it for pollerLinger.
+	linger *time.Timer
 }
+
+// pollerLinger is how long an unused set stays open.
+const pollerLinger = 10 * time.Second
 
 type pollSlot struct {
 	d   *direction
@@ -52,6 +60,10 @@ type pollSlot struct {
 func (p *poller) add(d *direction) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.linger != nil {
+		p.linger.Stop()
+		p.linger = nil
+	}
 	if p.file == nil {
 		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {
@@ -97,12 +109,24 @@ func (p *poller) remove(key uint64) {
 	p.slots[i].gen++
 	p.free = append(p.free, i)
 	p.used--
-	if p.used == 0 {
-		// Wakes run, which returns. Slots go too: a new set starts empty.
-		p.file.Close()
-		p.file = nil
-		p.slots, p.free = nil, nil
+	if p.used == 0 && p.linger == nil {
+		p.linger = time.AfterFunc(pollerLinger, p.closeUnused)
 	}
+}
+
+// closeUnused closes the set if nothing has used it since the timer was
+// set.
+func (p *poller) closeUnused() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.used != 0 || p.file == nil || p.linger == nil {
+		return
+	}
+	p.linger = nil
+	// Wakes run, which returns. Slots go too: a new set starts empty.
+	p.file.Close()
+	p.file = nil
+	p.slots, p.free = nil, nil
 }
 
 // arm asks for one event when d's source is readable (or ends). first is

@@ -31,6 +31,9 @@ func sendOOB(t *testing.T, c net.Conn, before, urgent, after string) {
 }
 
 // pollerOpen reports whether p's epoll set is open.
+// lingerNow runs the unused set's close without waiting for its timer.
+func lingerNow(p *poller) { p.closeUnused() }
+
 func pollerOpen(p *poller) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

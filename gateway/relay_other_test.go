@@ -14,3 +14,5 @@ func sendOOB(t *testing.T, _ net.Conn, _, _, _ string) {
 }
 
 func pollerOpen(*poller) bool { return false }
+
+func lingerNow(*poller) {}

@@ -404,7 +404,9 @@ func testRelayIdle(t *testing.T, overTLS bool) {
 	if reg.Count() != 0 {
 		t.Errorf("registry holds %d sessions after they ended", reg.Count())
 	}
-	// The poller's set closes with the last session.
+	// The poller's set closes once nothing has used it for pollerLinger
+	// (here: at once).
+	lingerNow(&reg.poll)
 	if pollerOpen(&reg.poll) {
 		t.Error("the poller's epoll set stays open after every session ended")
 	}
