@@ -20,9 +20,8 @@ import (
 // Like Dovecot's pop3-proxy: after the greeting, STLS when starttls=yes;
 // XCLIENT when the greeting carries the [XCLIENT] code (Dovecot's
 // pop3-login offers it to trusted peers only, and not in CAPA), pipelined
-// with the login; USER and PASS for a normal login (in one write, where
-// Dovecot's proxy waits for USER's answer), AUTH PLAIN with an initial
-// response (authzid = user, authcid = master) for a master-user
+// with the login; USER then PASS for a normal login, AUTH PLAIN with an
+// initial response (authzid = user, authcid = master) for a master-user
 // login.
 func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.ClientConn, t *gateway.Target, p *gateway.Pipeline) (string, error) {
 	op := "backend " + t.Addr()
@@ -52,9 +51,7 @@ func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.Client
 		// The client's OAuth token, for the backend to check.
 		fmt.Fprintf(b.W, "AUTH %s %s\r\n", t.TokenMech, base64.StdEncoding.EncodeToString(mechs.TokenMessage(t.TokenMech, t.User, t.Token)))
 	case usePass:
-		// USER and PASS in one write (Dovecot's pop3-login announces
-		// PIPELINING and reads them in turn): one round trip, not two.
-		fmt.Fprintf(b.W, "USER %s\r\nPASS %s\r\n", t.User, t.Password)
+		fmt.Fprintf(b.W, "USER %s\r\n", t.User)
 	default:
 		fmt.Fprintf(b.W, "AUTH PLAIN %s\r\n", plainResponse(t))
 	}
@@ -77,10 +74,12 @@ func backendLogin(ctx context.Context, b *gateway.BackendConn, c *gateway.Client
 		return "", auth.Temporary(op+": login", err)
 	}
 	if usePass {
-		// USER's answer first: its refusal is the verdict (the PASS
-		// after it gets "no user given", and the connection goes).
 		if _, err := loginResult(op, string(line)); err != nil {
 			return "", err
+		}
+		fmt.Fprintf(b.W, "PASS %s\r\n", t.Password)
+		if err := b.W.Flush(); err != nil {
+			return "", auth.Temporary(op+": login", err)
 		}
 		if line, err = b.ReadLine(); err != nil {
 			return "", auth.Temporary(op+": login", err)

@@ -248,7 +248,7 @@ func TestBackendTimeout(t *testing.T) {
 	c := e.connect()
 	c.login("bob", "secret", tempFail)
 	c.Do("CAPA", capaLocal...)
-	e.backend.expectReceived(t, anyXCLIENT, "USER bob", "PASS secret")
+	e.backend.expectReceived(t, anyXCLIENT, "USER bob")
 }
 
 // TestPenaltyOnlyForWrongPasswords: the backend's "wrong password" counts
