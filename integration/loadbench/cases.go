@@ -171,7 +171,7 @@ func parseCases(s string) ([]string, error) {
 	if s == "" || s == "all" {
 		return caseNames, nil
 	}
-	var out []string
+	want := map[string]bool{}
 	for _, n := range strings.Split(s, ",") {
 		n = strings.TrimSpace(n)
 		ok := false
@@ -181,7 +181,15 @@ func parseCases(s string) ([]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("unknown case %q (cases: %s)", n, strings.Join(caseNames, ","))
 		}
-		out = append(out, n)
+		want[n] = true
+	}
+	// Always in caseNames' order: idle, whose thousand sessions are the
+	// heaviest on the backends, comes after the rates.
+	var out []string
+	for _, k := range caseNames {
+		if want[k] {
+			out = append(out, k)
+		}
 	}
 	return out, nil
 }

@@ -105,6 +105,12 @@ func (e *env) stop() {
 	for i := len(e.stops) - 1; i >= 0; i-- {
 		e.stops[i]()
 	}
+	e.stops = nil
+	// Last: the proxies in front of them are gone. Not in stops, as the
+	// idle case restarts them.
+	for _, b := range e.backends {
+		b.Stop()
+	}
 }
 
 // pickUsers returns n users, n/2 on each backend by the ring.
@@ -171,7 +177,6 @@ func setup(o *options) (*env, error) {
 			e.stop()
 			return nil, err
 		}
-		e.stops = append(e.stops, d.Stop)
 		e.backends = append(e.backends, d)
 	}
 	if err := makeMaildirs(e.mailRoot, e.newUsers); err != nil {
