@@ -250,3 +250,28 @@ func peekReady(rc syscall.RawConn) (ready int, err error) {
 	}
 	return ready, nil
 }
+
+// waitReadable waits up to d in Go's poller for src's socket (rc) to
+// have bytes or end; it reports whether it does.
+func waitReadable(src net.Conn, rc syscall.RawConn, d time.Duration) bool {
+	if src.SetReadDeadline(time.Now().Add(d)) != nil {
+		return false
+	}
+	defer src.SetReadDeadline(time.Time{})
+	var one [1]byte
+	readable := false
+	rc.Read(func(fd uintptr) bool {
+		for {
+			_, _, err := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			switch err {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // park until readable or the deadline
+			}
+			readable = true
+			return true
+		}
+	})
+	return readable
+}

@@ -7,6 +7,7 @@ package gateway
 import (
 	"net"
 	"syscall"
+	"time"
 )
 
 // poller is only implemented on Linux (epoll); elsewhere every direction
@@ -18,3 +19,5 @@ func (*poller) remove(uint64)                          {}
 func (*poller) arm(*direction, uint64, bool) error     { return errNoPoller }
 func watchable(net.Conn) (syscall.RawConn, bool)       { return nil, false }
 func peekReady(syscall.RawConn) (ready int, err error) { return 0, errNoPoller }
+
+func waitReadable(net.Conn, syscall.RawConn, time.Duration) bool { return false }

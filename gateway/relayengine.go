@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // A relayed session spends nearly all its life idle (IMAP IDLE, a mail
@@ -195,9 +196,19 @@ func (d *direction) run(first []byte) {
 		d.runTLS(src, dst)
 		return
 	}
+	moved := false
 	for {
 		ready, err := peekReady(d.rc)
 		if errors.Is(err, errWouldBlock) {
+			// Bytes were flowing: the next are probably on their way (a
+			// FETCH arrives in the backend's write-sized pieces). Wait
+			// for them where the socket already is, in Go's poller, a
+			// moment before handing it to ours (an epoll_ctl and a new
+			// goroutine per piece).
+			if moved && waitReadable(src, d.rc, hotWait) {
+				moved = false
+				continue
+			}
 			d.arm()
 			return
 		}
@@ -205,8 +216,13 @@ func (d *direction) run(first []byte) {
 			d.stop()
 			return
 		}
+		moved = true
 	}
 }
+
+// hotWait is how long a direction that just moved bytes waits for more
+// before its socket goes to the poller.
+const hotWait = 20 * time.Millisecond
 
 // runTLS copies from a TLS source whose socket the poller watches: what
 // crypto/tls holds first, then, while the socket has bytes, a read that
@@ -247,9 +263,15 @@ func (d *direction) runTLS(src, dst net.Conn) {
 	}
 }
 
+// smallSplice: pieces up to this size are copied through a buffer.
+const smallSplice = 16 * 1024
+
 // move copies what src has ready (ready < 0: some, count unknown).
 func (d *direction) move(src, dst net.Conn, ready int) bool {
-	if d.dstTCP && ready > 0 {
+	// Splice only what does not fit the pooled buffer: for a piece that
+	// fits, a read and a write are two system calls, a splice four (in
+	// and out of its pipe, and the readiness count it needs).
+	if d.dstTCP && ready > smallSplice {
 		w, err := io.CopyN(dst, src, int64(ready))
 		d.n += w
 		return err == nil
