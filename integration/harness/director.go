@@ -138,6 +138,10 @@ service pop3-login {
     address = {{.IP}}
     port = {{.POP3Port}}
   }
+  # Not Dovecot's default 995: two runs at once would both want it.
+  inet_listener pop3s {
+    port = 0
+  }
   chroot =
   service_count = 0
   process_min_avail = {{.LoginProcesses}}
