@@ -503,7 +503,7 @@ func (s *Store) sweep(ctx context.Context, lease clientv3.LeaseID) error {
 			}
 			cmps, ops = nil, nil
 		}
-		_, err := s.readPrefix(ctx, s.pfx+"users/", func(page []*mvccpb.KeyValue) {
+		_, err := s.readPrefix(ctx, s.pfx+"users/", func(page []*mvccpb.KeyValue) bool {
 			for _, kv := range page {
 				if a, ok := decodeAssignment(kv.Value); ok && a.Expires.Before(cutoff) {
 					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
@@ -514,6 +514,7 @@ func (s *Store) sweep(ctx context.Context, lease clientv3.LeaseID) error {
 					}
 				}
 			}
+			return true
 		})
 		if err != nil {
 			continue
@@ -532,8 +533,8 @@ func (s *Store) sweep(ctx context.Context, lease clientv3.LeaseID) error {
 const loadPage = 10000
 
 // readPrefix reads every key under prefix at one revision, in pages,
-// handing each page to fn; it returns that revision.
-func (s *Store) readPrefix(ctx context.Context, prefix string, fn func([]*mvccpb.KeyValue)) (int64, error) {
+// handing each page to fn until it says stop; it returns that revision.
+func (s *Store) readPrefix(ctx context.Context, prefix string, fn func([]*mvccpb.KeyValue) (more bool)) (int64, error) {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	from := prefix
 	var rev int64
@@ -551,8 +552,7 @@ func (s *Store) readPrefix(ctx context.Context, prefix string, fn func([]*mvccpb
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		fn(resp.Kvs)
-		if !resp.More || len(resp.Kvs) == 0 {
+		if !fn(resp.Kvs) || !resp.More || len(resp.Kvs) == 0 {
 			return rev, nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
@@ -562,7 +562,7 @@ func (s *Store) readPrefix(ctx context.Context, prefix string, fn func([]*mvccpb
 // load reads everything under the prefix and replaces the mirror.
 func (s *Store) load(ctx context.Context) (int64, error) {
 	var kvs []*mvccpb.KeyValue
-	rev, err := s.readPrefix(ctx, s.pfx, func(page []*mvccpb.KeyValue) { kvs = append(kvs, page...) })
+	rev, err := s.readPrefix(ctx, s.pfx, func(page []*mvccpb.KeyValue) bool { kvs = append(kvs, page...); return true })
 	if err != nil {
 		return 0, fmt.Errorf("loading: %w", err)
 	}
@@ -581,7 +581,9 @@ func (s *Store) load(ctx context.Context) (int64, error) {
 		}
 	}
 	for _, kv := range kvs {
-		s.applyLocked(kv, false)
+		if !bytes.HasPrefix(kv.Key, hostsPfx) {
+			s.applyLocked(kv, false)
+		}
 	}
 	var ended []string
 	for id := range oldMoves {
@@ -867,12 +869,13 @@ func (s *Store) tryFinalize(ctx context.Context, id string) (done bool, err erro
 func (s *Store) deleteAssignmentsTo(ctx context.Context, backend string, guard clientv3.Cmp) error {
 	for attempt := 0; attempt < 10; attempt++ {
 		var kvs []*mvccpb.KeyValue
-		_, err := s.readPrefix(ctx, s.pfx+"users/", func(page []*mvccpb.KeyValue) {
+		_, err := s.readPrefix(ctx, s.pfx+"users/", func(page []*mvccpb.KeyValue) bool {
 			for _, kv := range page {
 				if a, ok := decodeAssignment(kv.Value); ok && a.Backend == backend {
 					kvs = append(kvs, kv)
 				}
 			}
+			return true
 		})
 		if err != nil {
 			return err
@@ -1175,16 +1178,13 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // Range implements director.Store.
 func (s *Store) Range(ctx context.Context, fn func(string, director.Assignment) bool) error {
-	more := true
-	_, err := s.readPrefix(ctx, s.pfx+"users/", func(page []*mvccpb.KeyValue) {
+	_, err := s.readPrefix(ctx, s.pfx+"users/", func(page []*mvccpb.KeyValue) bool {
 		for _, kv := range page {
-			if !more {
-				return
-			}
-			if a, ok := decodeAssignment(kv.Value); ok {
-				more = fn(strings.TrimPrefix(string(kv.Key), s.pfx+"users/"), a)
+			if a, ok := decodeAssignment(kv.Value); ok && !fn(strings.TrimPrefix(string(kv.Key), s.pfx+"users/"), a) {
+				return false
 			}
 		}
+		return true
 	})
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
