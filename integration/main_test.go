@@ -128,13 +128,11 @@ func startBackendsWith(t testing.TB, ips []string, users map[string]string, mods
 	t.Helper()
 	requireTools(t, "dovecot", "doveadm")
 	e := &env{dir: testDir(t), users: users}
-	for _, p := range []*int{&e.port, &e.pop3Port, &e.lmtpPort, &e.sievePort} {
-		port, err := harness.FreePort(ips...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		*p = port
+	ports, err := harness.FreePorts(4, ips...)
+	if err != nil {
+		t.Fatal(err)
 	}
+	e.port, e.pop3Port, e.lmtpPort, e.sievePort = ports[0], ports[1], ports[2], ports[3]
 	for _, ip := range ips {
 		o := harness.DovecotOptions{
 			IP: ip, IMAPPort: e.port, POP3Port: e.pop3Port, LMTPPort: e.lmtpPort, SievePort: e.sievePort,

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,26 @@ func FreePort(ips ...string) (int, error) {
 		}
 	}
 	return 0, errors.New("no free port found")
+}
+
+// FreePorts returns n distinct ports, each free on every one of ips
+// (FreePort alone may draw the same port twice: one Dovecot given it for
+// two listeners refuses to start).
+func FreePorts(n int, ips ...string) ([]int, error) {
+	var out []int
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 50*n {
+			return nil, errors.New("no free ports found")
+		}
+		p, err := FreePort(ips...)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // portPool returns [lo, hi): the ports below the ephemeral range
