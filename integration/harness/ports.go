@@ -8,11 +8,22 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
+
+// handedOut holds the ports FreePort returned in this process. A port is
+// free only until its child binds it; two callers checking before either
+// child started (a backend's four listeners, an extra imaps port for the
+// same Dovecot, parallel tests) could both be told the same port, and one
+// Dovecot given it twice refuses to start. The set is process-wide because
+// ports are: whoever asks, a port is handed out once.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // FreePort returns a TCP port that is free on every one of ips at the
 // moment of asking, so that several backends can share one port number on
@@ -26,6 +37,12 @@ func FreePort(ips ...string) (int, error) {
 	lo, hi := portPool()
 	for try := 0; try < 200; try++ {
 		port := lo + rand.IntN(hi-lo)
+		handedOut.Lock()
+		taken := handedOut.ports[port]
+		handedOut.Unlock()
+		if taken {
+			continue
+		}
 		ok := true
 		var held []net.Listener
 		for _, ip := range ips {
@@ -40,28 +57,27 @@ func FreePort(ips ...string) (int, error) {
 			l.Close()
 		}
 		if ok {
-			return port, nil
+			handedOut.Lock()
+			taken = handedOut.ports[port]
+			handedOut.ports[port] = true
+			handedOut.Unlock()
+			if !taken {
+				return port, nil
+			}
 		}
 	}
 	return 0, errors.New("no free port found")
 }
 
-// FreePorts returns n distinct ports, each free on every one of ips
-// (FreePort alone may draw the same port twice: one Dovecot given it for
-// two listeners refuses to start).
+// FreePorts returns n distinct ports, each free on every one of ips.
 func FreePorts(n int, ips ...string) ([]int, error) {
-	var out []int
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 50*n {
-			return nil, errors.New("no free ports found")
-		}
+	out := make([]int, n)
+	for i := range out {
 		p, err := FreePort(ips...)
 		if err != nil {
 			return nil, err
 		}
-		if !slices.Contains(out, p) {
-			out = append(out, p)
-		}
+		out[i] = p
 	}
 	return out, nil
 }
