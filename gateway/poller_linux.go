@@ -214,11 +214,10 @@ func watchable(c net.Conn) (rc syscall.RawConn, isTLS bool) {
 	return rc, isTLS
 }
 
-// peekReady says, without blocking and without reading, what the source
-// has: the bytes ready (-1 when some are but their count is not known:
-// SIOCINQ says 0 at TCP's urgent mark, where splice would stall but read
-// steps past), 0 at end of stream, errWouldBlock when nothing is there.
-func peekReady(rc syscall.RawConn) (ready int, err error) {
+// peekReady says, without blocking and without reading, whether the
+// source has bytes (true), has ended (false), or has nothing yet
+// (errWouldBlock).
+func peekReady(rc syscall.RawConn) (ready bool, err error) {
 	var one [1]byte
 	var peeked int
 	var perr error
@@ -229,49 +228,26 @@ func peekReady(rc syscall.RawConn) (ready int, err error) {
 				break
 			}
 		}
-		if perr == nil && peeked > 0 {
-			// SIOCINQ (FIONREAD): how much may be spliced without
-			// blocking.
-			var ierr error
-			if ready, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ); ierr != nil || ready < 1 {
-				ready = -1
-			}
-		}
 	})
 	switch {
 	case cerr != nil:
-		return 0, cerr
+		return false, cerr
 	case perr == unix.EAGAIN:
-		return 0, errWouldBlock
+		return false, errWouldBlock
 	case perr != nil:
-		return 0, perr
-	case peeked == 0:
-		return 0, nil
+		return false, perr
 	}
-	return ready, nil
+	return peeked > 0, nil
 }
 
-// waitReadable waits up to d in Go's poller for src's socket (rc) to
-// have bytes or end; it reports whether it does.
-func waitReadable(src net.Conn, rc syscall.RawConn, d time.Duration) bool {
-	if src.SetReadDeadline(time.Now().Add(d)) != nil {
-		return false
+// setRcvLowat sets the socket's SO_RCVLOWAT: the kernel wakes a reader
+// only once n bytes are queued (or the stream ends).
+func setRcvLowat(rc syscall.RawConn, n int) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, n)
+	}); err != nil {
+		return err
 	}
-	defer src.SetReadDeadline(time.Time{})
-	var one [1]byte
-	readable := false
-	rc.Read(func(fd uintptr) bool {
-		for {
-			_, _, err := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			switch err {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // park until readable or the deadline
-			}
-			readable = true
-			return true
-		}
-	})
-	return readable
+	return serr
 }

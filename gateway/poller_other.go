@@ -7,17 +7,15 @@ package gateway
 import (
 	"net"
 	"syscall"
-	"time"
 )
 
 // poller is only implemented on Linux (epoll); elsewhere every direction
 // of a relay is a goroutine blocked in Read with a small buffer.
 type poller struct{}
 
-func (*poller) add(*direction) (uint64, error)         { return 0, errNoPoller }
-func (*poller) remove(uint64)                          {}
-func (*poller) arm(*direction, uint64, bool) error     { return errNoPoller }
-func watchable(net.Conn) (syscall.RawConn, bool)       { return nil, false }
-func peekReady(syscall.RawConn) (ready int, err error) { return 0, errNoPoller }
-
-func waitReadable(net.Conn, syscall.RawConn, time.Duration) bool { return false }
+func (*poller) add(*direction) (uint64, error)          { return 0, errNoPoller }
+func (*poller) remove(uint64)                           {}
+func (*poller) arm(*direction, uint64, bool) error      { return errNoPoller }
+func watchable(net.Conn) (syscall.RawConn, bool)        { return nil, false }
+func peekReady(syscall.RawConn) (ready bool, err error) { return false, errNoPoller }
+func setRcvLowat(syscall.RawConn, int) error            { return errNoPoller }

@@ -205,8 +205,8 @@ func (r *Registry) Kick(user string) int {
 	return len(victims)
 }
 
-// bufPool holds copy buffers for relays that cannot splice (TLS on either
-// side). A buffer is taken only once bytes are ready where the source can
+// bufPool holds copy buffers: a flow's first read (see flow) and TLS
+// sources. A buffer is taken only once bytes are ready where the source can
 // be watched (see relay), so idle sessions do not hold them.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 16*1024); return &b }}
 

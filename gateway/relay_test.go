@@ -241,18 +241,23 @@ func sendUneven(w io.Writer, b []byte) error {
 //	go test ./gateway -run '^$' -bench RelayThroughput -benchtime 2s -count 3
 func BenchmarkRelayThroughput(b *testing.B) {
 	type copier func(dst, src net.Conn)
+	relay := func(dst, src net.Conn) { relayConns(src, dst) }
 	cases := []struct {
-		name string
-		tls  bool
-		copy copier
+		name  string
+		tls   bool
+		copy  copier
+		chunk int // the source's write size
 	}{
-		{"tcp/relay", false, func(dst, src net.Conn) { relayConns(src, dst) }},
-		{"tcp/io.Copy", false, func(dst, src net.Conn) { io.Copy(dst, src) }},
-		{"tls/relay", true, func(dst, src net.Conn) { relayConns(src, dst) }},
-		{"tls/copyBlocking", true, func(dst, src net.Conn) { copyBlocking(dst, src) }},
+		{"tcp/relay", false, relay, 64 << 10},
+		{"tcp/io.Copy", false, func(dst, src net.Conn) { io.Copy(dst, src) }, 64 << 10},
+		// Dovecot writes a FETCH in pieces of 8 KiB and less.
+		{"tcp-8K-writes/relay", false, relay, 8 << 10},
+		{"tcp-8K-writes/io.Copy", false, func(dst, src net.Conn) { io.Copy(dst, src) }, 8 << 10},
+		{"tls/relay", true, relay, 64 << 10},
+		{"tls/copyBlocking", true, func(dst, src net.Conn) { copyBlocking(dst, src) }, 64 << 10},
 		{"tls/io.CopyBuffer-16K", true, func(dst, src net.Conn) {
 			io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, 16<<10))
-		}},
+		}, 64 << 10},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -265,7 +270,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 				tc.copy(gwOut, gwIn)
 				gwOut.Close()
 			}()
-			chunk := make([]byte, 64<<10)
+			chunk := make([]byte, tc.chunk)
 			const perOp = 8 << 20
 			b.SetBytes(perOp)
 			go func() {

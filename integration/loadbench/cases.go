@@ -128,7 +128,7 @@ func (e *env) cases() map[string]*benchCase {
 			{label: "backends' CPU per message", unit: "µs", lower: true, m: lm, value: "backend_cpu"},
 		}}
 
-	c = &benchCase{name: "fetch", title: "One client moving a 10 MB message over one logged-in IMAP session (MB/s, 10^6 bytes)", ratios: mainRatios, prepare: e.prepareFetch}
+	c = &benchCase{name: "fetch", title: "One client moving a 10 MB message over one logged-in IMAP session (MB/s, 10^6 bytes; the proxy's CPU time per MB moved)", ratios: mainRatios, prepare: e.prepareFetch}
 	for _, op := range []string{"FETCH", "APPEND"} {
 		for _, useTLS := range []bool{false, true} {
 			p, label := "imap", "plain"
@@ -137,7 +137,10 @@ func (e *env) cases() map[string]*benchCase {
 			}
 			appending := op == "APPEND"
 			m := e.measure(fmt.Sprintf("transfer %s %s", op, p), offers(p), func(t *target) obs { return e.transferRun(t, useTLS, appending) })
-			c.rows = append(c.rows, row{label: fmt.Sprintf("%s 10 MB, %s", op, label), unit: "MB/s", m: m, value: "mbps"})
+			c.rows = append(c.rows, row{label: fmt.Sprintf("%s 10 MB, %s", op, label), unit: "MB/s", m: m, value: "mbps"},
+				row{label: fmt.Sprintf("proxy CPU per MB, %s %s", op, label), unit: "µs", lower: true, m: m, value: "proxy_cpu"},
+				row{label: fmt.Sprintf("backends' CPU per MB, %s %s", op, label), unit: "µs", lower: true, m: m, value: "backend_cpu"},
+				row{label: fmt.Sprintf("load generator CPU per MB, %s %s", op, label), unit: "µs", lower: true, m: m, value: "client_cpu"})
 		}
 	}
 	cs[c.name] = c

@@ -138,6 +138,9 @@ func (e *env) transferRun(t *target, useTLS, appending bool) obs {
 	}
 	var c *conn
 	var bytesDone atomic.Int64
+	clock := cpuClock{e, t}
+	var cpu [2][3]float64
+	edges := 0
 	window, o := timedRun{
 		clients: 1, warmup: e.o.warmup, duration: e.o.duration,
 		op: func(i int, n int64, phase *atomic.Int32, o *obs) {
@@ -169,6 +172,11 @@ func (e *env) transferRun(t *target, useTLS, appending bool) obs {
 				bytesDone.Add(size)
 			}
 		},
+		edge: func() {
+			p, b, c := clock.read()
+			cpu[edges] = [3]float64{p, b, c}
+			edges++
+		},
 	}.run()
 	if c != nil {
 		if appending {
@@ -183,7 +191,15 @@ func (e *env) transferRun(t *target, useTLS, appending bool) obs {
 		}
 		c.close()
 	}
-	o.values = map[string]float64{"mbps": float64(bytesDone.Load()) / 1e6 / window.Seconds()}
+	mb := float64(bytesDone.Load()) / 1e6
+	o.values = map[string]float64{"mbps": mb / window.Seconds()}
+	if mb > 0 {
+		if t.pids != nil {
+			o.values["proxy_cpu"] = (cpu[1][0] - cpu[0][0]) / mb
+		}
+		o.values["backend_cpu"] = (cpu[1][1] - cpu[0][1]) / mb
+		o.values["client_cpu"] = (cpu[1][2] - cpu[0][2]) / mb
+	}
 	return o
 }
 

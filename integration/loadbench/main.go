@@ -20,7 +20,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +38,9 @@ type options struct {
 	peers              map[string]bool
 	dir                string
 	keep               bool
+	// rows, when set, keeps only the rows whose label matches (a profile
+	// of one measurement, e.g. --rows 'FETCH.*plain').
+	rows *regexp.Regexp
 }
 
 func (o *options) has(c string) bool {
@@ -62,6 +67,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.newUsers, "new-users", 0, "users that have never logged in, for the cluster case's new-user logins (0: enough for 2,000 logins/s)")
 	fs.StringVar(&o.dir, "dir", "", "working directory (default: a new one under /tmp, removed after a clean run)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the working directory (configurations and logs)")
+	rows := fs.String("rows", "", "only the rows whose label matches this regular expression (e.g. 'FETCH.*plain')")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: loadbench [flags]\n\nCases: login (logins/s per protocol, 1 and 32 clients), latency (IMAP login percentiles),\ncpu (CPU per login: proxy, backends, load generator), lmtp, fetch (FETCH/APPEND of 10 MB,\nplain and TLS), idle (memory and fds per idle session), cluster (director stores).\n\n")
 		fs.PrintDefaults()
@@ -73,6 +79,11 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	var err error
+	if *rows != "" {
+		if o.rows, err = regexp.Compile(*rows); err != nil {
+			return nil, fmt.Errorf("--rows: %w", err)
+		}
+	}
 	if o.cases, err = parseCases(*cases); err != nil {
 		return nil, err
 	}
@@ -154,6 +165,12 @@ func run() int {
 	cases := e.cases()
 	for _, name := range o.cases {
 		c := cases[name]
+		if o.rows != nil {
+			c.rows = slices.DeleteFunc(c.rows, func(r row) bool { return !o.rows.MatchString(r.label) })
+			if len(c.rows) == 0 {
+				continue
+			}
+		}
 		targets := e.targets
 		if c.prepare != nil {
 			if err := c.prepare(); err != nil {
