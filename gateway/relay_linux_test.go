@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
@@ -45,37 +46,18 @@ func pollerOpen(p *poller) bool {
 
 // TestRelayBulkThenCommand: a flow large enough to go bulk (the backend
 // socket's SO_RCVLOWAT raised, see pace) arrives whole, its last bytes
-// under the low mark included, and once it is over the mark is back at 1:
-// a command of a few bytes afterwards still wakes the relay, both ways.
+// under the low mark included; once it is over the mark is back at 1, the
+// directions rest in the poller, and a command of a few bytes still wakes
+// the relay, both ways.
 func TestRelayBulkThenCommand(t *testing.T) {
 	user, gwClient := tcpPair(t)
 	gwBackend, server := tcpPair(t)
-	go relayConns(gwClient, gwBackend)
+	cc := &ClientConn{conn: gwClient, R: bufio.NewReader(gwClient), W: bufio.NewWriter(gwClient)}
+	var reg Registry
+	s := &Session{User: "u"}
+	StartRelay(cc, NewBackendConn(gwBackend), s, &reg, func(int64, int64) {})
+	defer s.relay.close()
 
-	// Dovecot's pattern: 8 KiB and a short piece, many times over, and a
-	// tail shorter than the low mark.
-	msg := randomBytes(t, 3<<20+1000)
-	go func() {
-		for rest := msg; len(rest) > 0; {
-			n := min(len(rest), 8192)
-			if len(rest) > 8192+104 && len(rest)%3 == 0 {
-				n = 104
-			}
-			if _, err := server.Write(rest[:n]); err != nil {
-				return
-			}
-			rest = rest[n:]
-		}
-	}()
-	got := make([]byte, len(msg))
-	user.SetReadDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.ReadFull(user, got); err != nil {
-		t.Fatalf("client got %d bytes: %v", len(got), err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatal("client got other bytes than the backend sent")
-	}
-	// The flow ends: the relay goes back to waking for every byte.
 	lowat := func() int {
 		rc, err := gwBackend.(*net.TCPConn).SyscallConn()
 		if err != nil {
@@ -89,14 +71,46 @@ func TestRelayBulkThenCommand(t *testing.T) {
 		}
 		return v
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for lowat() != 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 10 s for %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
-	if v := lowat(); v != 1 {
-		t.Fatalf("SO_RCVLOWAT after the flow is %d, want 1", v)
+
+	// Dovecot's pattern: 8 KiB and a short piece, many times over, and a
+	// tail shorter than the low mark. More than the sockets on the way
+	// hold: while the client does not read, the relay stays in the flow,
+	// blocked writing, with the mark raised.
+	msg := randomBytes(t, 32<<20+1000)
+	go func() {
+		for rest, i := msg, 0; len(rest) > 0; i++ {
+			n := min(len(rest), 8192)
+			if i%2 == 1 && len(rest) > 8192 {
+				n = 104
+			}
+			if _, err := server.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+	}()
+	waitFor("the low mark to go up", func() bool { return lowat() == bulkLowat })
+	got := make([]byte, len(msg))
+	user.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(user, got); err != nil {
+		t.Fatalf("client got %d bytes: %v", len(got), err)
 	}
-	time.Sleep(2 * hotWait) // resting in the poller
+	if !bytes.Equal(got, msg) {
+		t.Fatal("client got other bytes than the backend sent")
+	}
+	waitFor("the low mark to come down", func() bool { return lowat() == 1 })
+	waitFor("both directions to rest in the poller", func() bool {
+		return s.relay.dirs[0].state.Load() == dirArmed && s.relay.dirs[1].state.Load() == dirArmed
+	})
 	for _, c := range []struct {
 		from, to net.Conn
 		what     string
@@ -109,5 +123,24 @@ func TestRelayBulkThenCommand(t *testing.T) {
 		if _, err := io.ReadFull(c.to, b); err != nil || string(b) != c.what {
 			t.Fatalf("after the flow: %q, %v", b, err)
 		}
+	}
+}
+
+// TestRelayUrgentDataThenEnd: at TCP's urgent mark splice moves nothing,
+// and when the sender's FIN follows the mark it reports the end of the
+// stream; the bytes between the mark and the FIN must still go through.
+func TestRelayUrgentDataThenEnd(t *testing.T) {
+	user, gwClient := tcpPair(t)
+	gwBackend, server := tcpPair(t)
+	go relayConns(gwClient, gwBackend)
+
+	sendOOB(t, user, "abc", "!", "def")
+	if err := user.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(server)
+	if err != nil || string(got) != "abcdef" {
+		t.Fatalf("backend got %q, %v; want abcdef, then the end", got, err)
 	}
 }

@@ -255,12 +255,18 @@ func (d *direction) flow(src, dst net.Conn) {
 			// yet bulk) enough bytes to become bulk.
 			var from io.Reader = src
 			lr := &io.LimitedReader{R: src, N: max(1, bulkAfter-p.run)}
-			if !p.bulk {
+			limited := !p.bulk && !p.noMark
+			if limited {
 				from = lr
 			}
 			w, err = rf.ReadFrom(from)
-			if err == nil && (p.bulk || lr.N > 0) {
-				err = io.EOF
+			if err == nil && (!limited || lr.N > 0) {
+				// Splice says the stream ended. It also says so at TCP's
+				// urgent mark when the sender's FIN follows the mark: a
+				// read steps past the mark and tells which it is.
+				var n int64
+				n, err = readPast(src, dst)
+				w += n
 			}
 		} else {
 			if fbp == nil {
@@ -299,6 +305,22 @@ func (d *direction) flow(src, dst net.Conn) {
 	d.stop()
 }
 
+// readPast reads once from src through a pooled buffer and writes what
+// came to dst; io.EOF when src has ended.
+func readPast(src, dst net.Conn) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	r, err := src.Read(*bp)
+	if r > 0 {
+		w, werr := dst.Write((*bp)[:r])
+		if werr != nil {
+			return int64(w), werr
+		}
+		return int64(w), nil // the error, if any, comes again at the next read
+	}
+	return 0, err
+}
+
 // flowPool holds the buffers of directions moving bytes without splice.
 var flowPool = sync.Pool{New: func() any { b := make([]byte, flowBufSize); return &b }}
 
@@ -311,8 +333,8 @@ const flowBufSize = 64 * 1024
 const hotWait = 20 * time.Millisecond
 
 // pace is a flowing direction's waiting. Between pieces it waits hotWait.
-// Once bulkAfter bytes have moved without a pause (a message, not a
-// command), it waits bulkWait, with the socket's SO_RCVLOWAT at bulkLowat:
+// Once bulkAfter bytes have moved within one such window (a message
+// flowing faster than about 13 MB/s, not commands), it waits bulkWait, with the socket's SO_RCVLOWAT at bulkLowat:
 // the kernel then wakes the gateway once per bulkLowat bytes queued
 // instead of once per piece the sender wrote, and the gateway moves them
 // in one step. A sender writes a FETCH in pieces of 8 KiB and less (two
@@ -321,12 +343,15 @@ const hotWait = 20 * time.Millisecond
 // eight times the bytes, and the receiver behind the gateway is woken as
 // rarely. The end of a message, under bulkLowat, waits for bulkWait to
 // pass: half a millisecond at the end of a message of more than bulkAfter
-// bytes. (BenchmarkRelayThroughput/tcp-8K-writes: 1,010–1,170 MB/s without,
+// bytes. A window that moves less than bulkLowat ends the bulk flow (the
+// message is over, or it trickles, and the mark would only delay it). (BenchmarkRelayThroughput/tcp-8K-writes: 1,010–1,170 MB/s without,
 // 1,290–1,530 with.)
 type pace struct {
 	rc   syscall.RawConn
 	bulk bool
-	run  int64 // bytes moved since the flow's last pause
+	// noMark: the socket refused the low mark; the flow stays as it is.
+	noMark bool
+	run    int64 // bytes moved in the current window's flow
 }
 
 const (
@@ -349,14 +374,16 @@ func (p *pace) wait() time.Duration {
 func (p *pace) moved(w int64, timedOut bool) (rest bool, err error) {
 	p.run += w
 	switch {
-	case !p.bulk && p.run >= bulkAfter:
+	case !p.bulk && !p.noMark && p.run >= bulkAfter:
 		// Not being able to set the mark only costs wake-ups.
 		if setRcvLowat(p.rc, bulkLowat) == nil {
 			p.bulk = true
+		} else {
+			p.noMark, p.run = true, 0
 		}
-	case timedOut && w == 0 && p.bulk:
-		// The message is over: wake for every byte again, and wait as
-		// between pieces before resting.
+	case timedOut && p.bulk && w < bulkLowat:
+		// The message is over (or trickles): wake for every byte again,
+		// and wait as between pieces before resting.
 		p.bulk, p.run = false, 0
 		return false, setRcvLowat(p.rc, 1)
 	case timedOut && w == 0:
