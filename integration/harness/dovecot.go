@@ -333,6 +333,7 @@ func (d *Dovecot) Stop() {
 		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 		<-d.exited
 	}
+	waitGroupGone(d.cmd.Process.Pid, 10*time.Second)
 }
 
 // Kill ends Dovecot at once (SIGKILL to its whole process group), as a
@@ -343,6 +344,7 @@ func (d *Dovecot) Kill() {
 	}
 	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 	<-d.exited
+	waitGroupGone(d.cmd.Process.Pid, 5*time.Second)
 }
 
 // Freeze stops every Dovecot process (SIGSTOP): connections are still

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // What a server costs, read from /proc: its processes, their memory, open
@@ -130,3 +132,36 @@ func FDCount(pids ...int) (int, error) {
 // Pid is the Dovecot master's process id; its login, auth and mail
 // processes are its children (ProcessTree finds them).
 func (d *Dovecot) Pid() int { return d.cmd.Process.Pid }
+
+// groupAlive reports whether a process of process group pgid is still
+// running (zombies, whose descriptors are closed already, do not count).
+func groupAlive(pgid int) bool {
+	want := strconv.Itoa(pgid)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f, err := statFields(p); err == nil && f[0] != "Z" && f[2] == want {
+			return true
+		}
+	}
+	return false
+}
+
+// waitGroupGone waits until no process of group pgid runs, and kills the
+// group after timeout. Dovecot's master exits before its children (a
+// thousand imap processes take a moment), which still hold its listening
+// sockets: a Dovecot started again on the same directory meanwhile finds
+// them answering and refuses ("Socket already exists").
+func waitGroupGone(pgid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for groupAlive(pgid) {
+		if time.Now().After(deadline) {
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			deadline = time.Now().Add(timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
