@@ -23,9 +23,10 @@ import (
 // bytes are ready a new goroutine moves them, and those that follow while
 // they keep coming (see flow: splicing when the destination is TCP too,
 // the pipe going back to the runtime's pool after), and hands the socket
-// back to the poller once it has had nothing for a moment. A source that cannot be watched that way (TLS: crypto/tls may
-// already hold records; elsewhere than Linux) keeps a goroutine blocked in
-// Read with a small buffer (copyBlocking).
+// back to the poller once it has had nothing for a moment. A source that
+// cannot be watched that way (TLS: crypto/tls may already hold records;
+// elsewhere than Linux) keeps a goroutine blocked in Read with a small
+// buffer (copyBlocking).
 //
 // Whoever ends the session (a side closing, a kick, a stopping server)
 // goes through relay.close: closing a watched socket behind the relay's
@@ -221,17 +222,9 @@ func (d *direction) flow(src, dst net.Conn) {
 		d.stop()
 		return
 	}
-	bp := bufPool.Get().(*[]byte)
-	r, err := src.Read(*bp)
-	if r > 0 {
-		w, werr := dst.Write((*bp)[:r])
-		d.n += int64(w)
-		if werr != nil {
-			err = werr
-		}
-	}
-	bufPool.Put(bp)
-	if errors.Is(err, os.ErrDeadlineExceeded) && r == 0 {
+	first, err := readPast(src, dst)
+	d.n += first
+	if errors.Is(err, os.ErrDeadlineExceeded) {
 		d.rest() // woken for nothing
 		return
 	}
@@ -243,7 +236,7 @@ func (d *direction) flow(src, dst net.Conn) {
 	if tc, ok := dst.(*net.TCPConn); ok {
 		rf = tc
 	}
-	p := pace{rc: d.rc, run: int64(r)}
+	p := pace{rc: d.rc, run: first}
 	var fbp *[]byte // the pooled buffer, while bytes flow without splice
 	for {
 		if src.SetReadDeadline(time.Now().Add(p.wait())) != nil {
@@ -254,13 +247,13 @@ func (d *direction) flow(src, dst net.Conn) {
 			// Splices until the deadline, the end of the stream, or (not
 			// yet bulk) enough bytes to become bulk.
 			var from io.Reader = src
-			lr := &io.LimitedReader{R: src, N: max(1, bulkAfter-p.run)}
-			limited := !p.bulk && !p.noMark
-			if limited {
+			var lr *io.LimitedReader
+			if !p.bulk && !p.noMark {
+				lr = &io.LimitedReader{R: src, N: max(1, bulkAfter-p.run)}
 				from = lr
 			}
 			w, err = rf.ReadFrom(from)
-			if err == nil && (!limited || lr.N > 0) {
+			if err == nil && (lr == nil || lr.N > 0) {
 				// Splice says the stream ended. It also says so at TCP's
 				// urgent mark when the sender's FIN follows the mark: a
 				// read steps past the mark and tells which it is.
@@ -272,15 +265,7 @@ func (d *direction) flow(src, dst net.Conn) {
 			if fbp == nil {
 				fbp = flowPool.Get().(*[]byte)
 			}
-			var n int
-			n, err = src.Read(*fbp)
-			if n > 0 {
-				wn, werr := dst.Write((*fbp)[:n])
-				w = int64(wn)
-				if werr != nil {
-					err = werr
-				}
-			}
+			w, err = moveOnce(src, dst, *fbp)
 		}
 		d.n += w
 		timedOut := errors.Is(err, os.ErrDeadlineExceeded)
@@ -305,20 +290,22 @@ func (d *direction) flow(src, dst net.Conn) {
 	d.stop()
 }
 
-// readPast reads once from src through a pooled buffer and writes what
-// came to dst; io.EOF when src has ended.
+// readPast is moveOnce through a pooled buffer.
 func readPast(src, dst net.Conn) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	r, err := src.Read(*bp)
-	if r > 0 {
-		w, werr := dst.Write((*bp)[:r])
-		if werr != nil {
-			return int64(w), werr
-		}
-		return int64(w), nil // the error, if any, comes again at the next read
+	return moveOnce(src, dst, *bp)
+}
+
+// moveOnce reads once from src into buf and writes what came to dst; the
+// read's error (io.EOF when src has ended) only when nothing came.
+func moveOnce(src, dst net.Conn, buf []byte) (int64, error) {
+	r, err := src.Read(buf)
+	if r == 0 {
+		return 0, err
 	}
-	return 0, err
+	w, werr := dst.Write(buf[:r])
+	return int64(w), werr // a read error, if any, comes again at the next read
 }
 
 // flowPool holds the buffers of directions moving bytes without splice.
@@ -334,17 +321,19 @@ const hotWait = 20 * time.Millisecond
 
 // pace is a flowing direction's waiting. Between pieces it waits hotWait.
 // Once bulkAfter bytes have moved within one such window (a message
-// flowing faster than about 13 MB/s, not commands), it waits bulkWait, with the socket's SO_RCVLOWAT at bulkLowat:
-// the kernel then wakes the gateway once per bulkLowat bytes queued
-// instead of once per piece the sender wrote, and the gateway moves them
-// in one step. A sender writes a FETCH in pieces of 8 KiB and less (two
-// write calls per 8 KiB from Dovecot), so each wake-up, which costs more
-// than moving the bytes (more still in a virtual machine), is spread over
-// eight times the bytes, and the receiver behind the gateway is woken as
-// rarely. The end of a message, under bulkLowat, waits for bulkWait to
-// pass: half a millisecond at the end of a message of more than bulkAfter
-// bytes. A window that moves less than bulkLowat ends the bulk flow (the
-// message is over, or it trickles, and the mark would only delay it). (BenchmarkRelayThroughput/tcp-8K-writes: 1,010–1,170 MB/s without,
+// flowing faster than about 13 MB/s, not commands), it waits bulkWait,
+// with the socket's SO_RCVLOWAT at bulkLowat: the kernel then wakes the
+// gateway once per bulkLowat bytes queued instead of once per piece the
+// sender wrote, and the gateway moves them in one step. A sender writes a
+// FETCH in pieces of 8 KiB and less (two write calls per 8 KiB from
+// Dovecot), so each wake-up, which costs more than moving the bytes (more
+// still in a virtual machine), is spread over eight times the bytes, and
+// the receiver behind the gateway is woken as rarely. The end of a
+// message, under bulkLowat, waits for bulkWait to pass: half a millisecond
+// at the end of a message of more than bulkAfter bytes. A window that
+// moves less than bulkLowat ends the bulk flow (the message is over, or it
+// trickles, and the mark would only delay it).
+// (BenchmarkRelayThroughput/tcp-8K-writes: 1,010–1,170 MB/s without,
 // 1,290–1,530 with.)
 type pace struct {
 	rc   syscall.RawConn
